@@ -1,0 +1,57 @@
+# aam-pipeline — every target installs what it needs into a project-local .venv, idempotently.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch that these machines carry; on a GPU machine install a CUDA build of torch
+# into .venv first (see README) and `make install` keeps it.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= demo-out
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast lint typecheck arch ci bench bench-gpu encoder clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
+	@$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+	@echo "installed aam-pipeline into $(VENV)"
+
+demo: install
+	@$(VENV)/bin/aam-pipeline demo --out $(DEMO_OUT)
+
+# The whole suite but GPU tests (slow ones included); `make test-fast` skips the slow ones.
+test: install
+	@$(PY) -m pytest -q -m "not gpu" $(PYTEST_ARGS)
+
+test-fast: install
+	@$(PY) -m pytest -q -m "not gpu and not slow" $(PYTEST_ARGS)
+
+lint: install
+	@$(VENV)/bin/ruff check cli flows pipeline stores tests benchmarks
+	@$(VENV)/bin/ruff format --check cli flows pipeline stores tests benchmarks
+
+typecheck: install
+	@$(VENV)/bin/mypy cli flows pipeline stores
+
+arch: install
+	@$(PY) -m pytest -q tests/test_architecture.py
+
+ci: lint typecheck arch test
+
+encoder: install
+	@$(VENV)/bin/aam-pipeline pretrain-encoder --seed 0
+
+bench: install
+	@$(PY) benchmarks/run_cpu.py
+
+bench-gpu: install
+	@$(PY) benchmarks/run_gpu.py
+
+clean:
+	rm -rf $(DEMO_OUT) bench-out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Command-line interface: one module per verb; parses arguments and calls flows."""

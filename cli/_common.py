@@ -1,0 +1,29 @@
+"""Helpers shared by the command modules: error reporting and exit codes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+EXIT_BAD_INPUT = 2
+EXIT_PARTIAL_FAILURE = 3
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Turn the project's own errors into one line on stderr and exit code 2."""
+    from pipeline.errors import PipelineError
+    from stores.errors import StoreError
+
+    try:
+        yield
+    except (PipelineError, StoreError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def is_terminal() -> bool:
+    return sys.stderr.isatty()

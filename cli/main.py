@@ -1,0 +1,33 @@
+"""The `aam-pipeline` typer app. Command modules import only typer and the standard library at
+module level, so `--help` stays fast; heavy libraries load inside the command that needs them."""
+
+from __future__ import annotations
+
+import typer
+
+from cli import synth
+
+app = typer.Typer(
+    name="aam-pipeline",
+    help=(
+        "Share embeddings of video without sharing who is in it.\n\n"
+        "Extract latents with a frozen video encoder, train an Anonymizing Adapter Module on them, "
+        "publish anonymized Parquet shards, and probe what was kept and what was removed."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+
+@app.callback()
+def main() -> None:
+    """Share embeddings of video without sharing who is in it."""
+
+
+app.command("synth")(synth.synth)
+
+
+if __name__ == "__main__":
+    app()

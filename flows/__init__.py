@@ -1,0 +1,1 @@
+"""Stage orchestration: the only place where `pipeline` (compute) and `stores` (bytes) meet."""

@@ -1,0 +1,1 @@
+"""Compute: synthetic data, video decoding, transforms, encoders, adapter, losses, probes, metrics."""
