@@ -5,8 +5,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import typer
+
+T = TypeVar("T")
 
 EXIT_BAD_INPUT = 2
 EXIT_PARTIAL_FAILURE = 3
@@ -27,3 +30,17 @@ def one_line_errors() -> Iterator[None]:
 
 def is_terminal() -> bool:
     return sys.stderr.isatty()
+
+
+def build_config(config_cls: type[T], **values: Any) -> T:
+    """Build a flow's config; a validation error becomes a one-line ConfigError naming the option."""
+    from pydantic import ValidationError
+
+    from pipeline.errors import ConfigError
+
+    try:
+        return config_cls(**values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        option = str(first["loc"][0]).replace("_", "-") if first["loc"] else "config"
+        raise ConfigError(f"--{option}: {first['msg']}") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import synth
+from cli import extract, pretrain_encoder, synth
 
 app = typer.Typer(
     name="aam-pipeline",
@@ -17,8 +17,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
-
 
 
 @app.callback()
@@ -27,6 +27,8 @@ def main() -> None:
 
 
 app.command("synth")(synth.synth)
+app.command("extract")(extract.extract)
+app.command("pretrain-encoder")(pretrain_encoder.pretrain_encoder)
 
 
 if __name__ == "__main__":

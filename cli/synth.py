@@ -36,6 +36,5 @@ def synth(
     with one_line_errors():
         result = synth_benchmark(out_dir, preset=preset, seed=seed, workers=workers or None)
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
-    typer.echo(
-        f"synth: {result.videos} videos ({counts}); rendered {result.rendered} now; manifest {result.manifest}"
-    )
+    typer.echo(f"synth: {result.videos} videos ({counts}); rendered {result.rendered} now")
+    typer.echo(f"manifest: {result.manifest}")

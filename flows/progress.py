@@ -14,7 +14,9 @@ class Advance(Protocol):
 
 
 @contextmanager
-def progress(description: str, total: int, unit: str = "items", *, bar: bool | None = None) -> Iterator[Advance]:
+def progress(
+    description: str, total: int, unit: str = "items", *, bar: bool | None = None
+) -> Iterator[Advance]:
     """Yield `advance(n, **rates)`; draws a rich bar when stderr is a terminal, else logs every ~5 s."""
     if bar is None:
         bar = sys.stderr.isatty()

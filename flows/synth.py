@@ -70,6 +70,12 @@ def synth_benchmark(
     counts = {task: sum(s.task == task for s in specs) for task in ("action", "detection", "anomaly")}
     counts["bias_train"] = sum(s.bias_split == "train" for s in specs)
     counts["bias_test"] = sum(s.bias_split == "test" for s in specs)
-    info = {"preset": preset, "seed": seed, "videos": len(specs), "counts": counts, "size": PRESETS[preset].size}
+    info = {
+        "preset": preset,
+        "seed": seed,
+        "videos": len(specs),
+        "counts": counts,
+        "size": PRESETS[preset].size,
+    }
     marker.write_text(json.dumps(info, indent=2))
     return SynthResult(out, manifest, len(specs), len(todo), counts)

@@ -63,8 +63,8 @@ def test_help_does_not_import_heavy_libraries() -> None:
         "from cli.main import app\n"
         "r = CliRunner().invoke(app, ['--help'])\n"
         "assert r.exit_code == 0, r.output\n"
-        "heavy = [m for m in ('torch', 'zarr', 'prefect', 'decord', 'transformers', 'dask') if m in sys.modules]\n"
-        "print(','.join(heavy))\n"
+        "heavy = ('torch', 'zarr', 'prefect', 'decord', 'transformers', 'dask')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "", f"--help imported {out.stdout.strip()}"

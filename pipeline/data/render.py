@@ -18,6 +18,7 @@ def _grid(y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
     """Open pixel-coordinate grids of a window, like np.ogrid but without its overhead."""
     return _AXIS[y0:y1, None], _AXIS[None, x0:x1]
 
+
 SKIN_TONES: tuple[Color, ...] = (
     (244.0, 204.0, 178.0),
     (222.0, 170.0, 128.0),
@@ -42,7 +43,12 @@ HAIR_COLORS: tuple[Color, ...] = (
     (165.0, 70.0, 35.0),
     (165.0, 165.0, 165.0),
 )
-TROUSER_COLORS: tuple[Color, ...] = ((35.0, 45.0, 90.0), (25.0, 25.0, 25.0), (90.0, 65.0, 45.0), (110.0, 110.0, 115.0))
+TROUSER_COLORS: tuple[Color, ...] = (
+    (35.0, 45.0, 90.0),
+    (25.0, 25.0, 25.0),
+    (90.0, 65.0, 45.0),
+    (110.0, 110.0, 115.0),
+)
 GLASSES_COLORS: tuple[Color | None, ...] = (None, (15.0, 15.0, 15.0), (200.0, 30.0, 30.0))
 
 
@@ -159,7 +165,9 @@ def fill_polygon(
 
 
 def _limb(origin: np.ndarray, angle: float, length: float, side: float, turn: float) -> np.ndarray:
-    return origin + np.array([side * turn * np.sin(angle) * length, np.cos(angle) * length])
+    step = np.array([side * turn * np.sin(angle) * length, np.cos(angle) * length])
+    end: np.ndarray = origin + step
+    return end
 
 
 def draw_actor(img: np.ndarray, look: Appearance, pose: Pose) -> dict[str, np.ndarray]:
@@ -250,7 +258,8 @@ def draw_actor(img: np.ndarray, look: Appearance, pose: Pose) -> dict[str, np.nd
     if not facing_away:
         # Hair cap on the top half of the head; glasses as a band across the eyes.
         up = (head - neck) / max(float(np.linalg.norm(head - neck)), 1e-6)
-        fill_circle(img, *(head + up * head_r * 0.45), head_r * 0.8, hair)
+        cap = head + up * head_r * 0.45
+        fill_circle(img, float(cap[0]), float(cap[1]), head_r * 0.8, hair)
         fill_circle(img, head[0], head[1], head_r * 0.72, skin)
         glasses = GLASSES_COLORS[look.glasses]
         if glasses is not None:

@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 
@@ -131,7 +131,15 @@ def _draw_look(rng: np.random.Generator) -> Appearance:
     )
 
 
-def _placement(rng: np.random.Generator, task: Task | str) -> dict[str, float]:
+class Placement(TypedDict):
+    speed: float
+    phase: float
+    x: float
+    ground: float
+    scale: float
+
+
+def _placement(rng: np.random.Generator, task: Task | str) -> Placement:
     walking = task in ("walk_left", "walk_right", "detection", "anomaly")
     return {
         "speed": float(rng.uniform(0.75, 1.35)),
@@ -453,7 +461,7 @@ def render_frames(spec: VideoSpec, trace: list[dict[str, np.ndarray]] | None = N
     for i in range(spec.num_frames):
         t = i / FPS
         cam = np.clip(0.8 * cam + rng.normal(0, 0.9, size=2), -pad, pad)
-        dx, dy = int(round(cam[0])), int(round(cam[1]))
+        dx, dy = round(cam[0]), round(cam[1])
         canvas = bg.copy()
         pose = pose_at(spec, t, m)
         shifted = replace(pose, x=pose.x + pad, y=pose.y + pad)

@@ -91,7 +91,7 @@ def _chroma(rgb: np.ndarray) -> np.ndarray:
 
 
 def _patch(frame: np.ndarray, xy: np.ndarray, r: int = 1) -> np.ndarray:
-    x, y = int(round(xy[0])), int(round(xy[1]))
+    x, y = round(xy[0]), round(xy[1])
     return frame[y - r : y + r + 1, x - r : x + r + 1].reshape(-1, 3)
 
 

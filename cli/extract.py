@@ -1,0 +1,94 @@
+"""`aam-pipeline extract`: decode once, frozen encoder, crash-safe Zarr latent cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli._common import EXIT_PARTIAL_FAILURE, build_config, one_line_errors
+
+
+def extract(
+    out: Annotated[Path, typer.Option("--out", help="Latent cache to create or resume (a folder).")],
+    manifest: Annotated[
+        Path | None, typer.Option(help="Manifest (CSV or Parquet): video_id, path, split, labels.")
+    ] = None,
+    videos: Annotated[Path | None, typer.Option(help="A folder of videos instead of a manifest.")] = None,
+    images: Annotated[
+        Path | None, typer.Option(help="A folder of images (each becomes a static clip) instead.")
+    ] = None,
+    encoder: Annotated[
+        str, typer.Option(help="tiny | videomae:<dir-or-id> | vjepa2:<dir-or-id> | torchscript:<file>")
+    ] = "tiny",
+    frame_step: Annotated[int, typer.Option(help="Take every n-th frame inside a clip.")] = 1,
+    stride: Annotated[
+        int | None, typer.Option(help="Frames between clip starts (default: clip span, no overlap).")
+    ] = None,
+    num_clips: Annotated[
+        int | None, typer.Option(help="N evenly spaced clips per video instead of striding.")
+    ] = None,
+    static_frames: Annotated[int, typer.Option(help="K evenly spaced static clips per video.")] = 10,
+    tokens: Annotated[bool, typer.Option(help="Also store temporal tokens [T', D] per clip.")] = False,
+    float16: Annotated[bool, typer.Option(help="Store embeddings as float16.")] = False,
+    reader: Annotated[str, typer.Option(help="Video decoder: decord or pyav.")] = "decord",
+    device: Annotated[str, typer.Option(help="auto (CUDA if present) | cpu | cuda | cuda:N")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Clips per encoder batch.")] = 32,
+    decode_workers: Annotated[
+        int | None, typer.Option(help="Decoding processes (0 = in this process; default: auto).")
+    ] = None,
+    videos_per_part: Annotated[int, typer.Option(help="Videos per work unit (one store part).")] = 32,
+    allow_download: Annotated[
+        bool, typer.Option(help="Let transformers download weights missing from the local cache.")
+    ] = False,
+) -> None:
+    """Extract clip embeddings with a frozen encoder into a Zarr latent cache.
+
+    Every video is decoded once, in order; its motion clips (16 consecutive frames, non-overlapping
+    by default) and K static clips (one frame repeated) are cut from that pass and encoded in batches.
+    A rerun skips videos already complete; after a crash or kill the store stays readable and a rerun
+    finishes the rest. Broken inputs are recorded in the store's errors table and the command exits
+    with code 3 after processing everything else.
+
+    Examples:
+
+      aam-pipeline extract --manifest data/demo/manifest.parquet --out work/demo.zarr
+
+      aam-pipeline extract --videos clips/ --encoder videomae:/models/videomae-base --out work/v.zarr
+
+      aam-pipeline extract --images vispr/ --encoder torchscript:enc.pt --out work/vispr.zarr
+    """
+    from flows.extract import ExtractConfig, load_inputs
+    from flows.extract import extract as run
+
+    with one_line_errors():
+        config = build_config(
+            ExtractConfig,
+            encoder=encoder,
+            frame_step=frame_step,
+            stride=stride,
+            num_clips=num_clips,
+            static_frames=static_frames,
+            tokens=tokens,
+            dtype="float16" if float16 else "float32",
+            reader=reader,
+            device=device,
+            allow_download=allow_download,
+            batch_size=batch_size,
+            decode_workers=decode_workers,
+            videos_per_part=videos_per_part,
+        )
+        inputs = load_inputs(manifest, videos, images)
+        result = run(inputs, out, config)
+    typer.echo(
+        f"extract: {result.total} inputs, {result.skipped} already complete, {result.ok} extracted, "
+        f"{result.failed} failed; {result.motion_clips} motion + {result.static_clips} static clips "
+        f"in {result.seconds:.1f} s -> {result.store}"
+    )
+    for video_id, reason in result.errors[:20]:
+        typer.echo(f"  failed {video_id}: {reason}", err=True)
+    if len(result.errors) > 20:
+        typer.echo(f"  … and {len(result.errors) - 20} more (see the store's errors table)", err=True)
+    if result.failed:
+        raise typer.Exit(EXIT_PARTIAL_FAILURE)

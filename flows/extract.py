@@ -1,0 +1,409 @@
+"""`extract`: inputs -> frozen encoder -> crash-safe latent cache.
+
+Each input is decoded once, in order, in a worker process (see `flows.decode_pool`); its clips are
+batched across inputs and encoded in this process (bf16 autocast on CUDA). Inputs are grouped into
+work units of `videos_per_part`; a unit becomes one part of the cache, written atomically once all
+its inputs are done, so a killed run loses at most the units in flight and a rerun does only those.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from flows.decode_pool import (
+    Chunk,
+    DecodeJob,
+    DecodeSettings,
+    Done,
+    Event,
+    Failed,
+    Planned,
+    decode_in_workers,
+    decode_inline,
+)
+from flows.progress import progress
+from pipeline.data.clips import ClipSpec
+from pipeline.data.decode import MediaPlan
+from pipeline.data.transforms import batch_to_model_input
+from pipeline.encoders.base import LoadedEncoder
+from pipeline.encoders.registry import build_encoder
+from pipeline.errors import ConfigError
+from stores.latent_cache import CacheAttrs, LatentCache, PartData
+from stores.manifest import manifest_from_folder, read_manifest
+
+
+class ExtractConfig(BaseModel):
+    """Everything that decides what `extract` computes and how; recorded in the store's attributes
+    where it changes the embeddings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    encoder: str = "tiny"
+    frames_per_clip: int | None = Field(None, ge=1, description="None = the encoder's own clip length")
+    frame_step: int = Field(1, ge=1)
+    stride: int | None = Field(None, ge=1)
+    num_clips: int | None = Field(None, ge=1)
+    static_frames: int = Field(10, ge=0)
+    tokens: bool = False
+    dtype: Literal["float32", "float16"] = "float32"
+    reader: Literal["decord", "pyav"] = "decord"
+    device: str = "auto"
+    allow_download: bool = False
+    batch_size: int = Field(32, ge=1)
+    decode_workers: int | None = Field(None, ge=0, description="0 = decode in this process; None = auto")
+    videos_per_part: int = Field(32, ge=1)
+
+
+@dataclass
+class ExtractResult:
+    store: str
+    total: int
+    skipped: int
+    ok: int
+    failed: int
+    motion_clips: int
+    static_clips: int
+    seconds: float
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (video_id, reason)
+
+
+def load_inputs(
+    manifest: str | Path | None, videos: str | Path | None, images: str | Path | None
+) -> pa.Table:
+    """The manifest table of exactly one of: a manifest file, a folder of videos, a folder of images."""
+    given = [x for x in (manifest, videos, images) if x is not None]
+    if len(given) != 1:
+        raise ConfigError("give exactly one input: --manifest FILE, --videos DIR or --images DIR")
+    if manifest is not None:
+        return read_manifest(manifest)
+    if videos is not None:
+        return manifest_from_folder(videos, "videos")
+    assert images is not None
+    return manifest_from_folder(images, "images")
+
+
+def cache_attrs(encoder: LoadedEncoder, spec: ClipSpec, config: ExtractConfig) -> CacheAttrs:
+    tokens = None
+    if config.tokens:
+        if encoder.time_groups is None or encoder.output != "tokens":
+            raise ConfigError(f"encoder {encoder.encoder_id} has no temporal tokens; drop --tokens")
+        tokens = (encoder.time_groups, encoder.dim)
+    return CacheAttrs(
+        encoder_id=encoder.encoder_id,
+        weights_sha256=encoder.weights_sha256,
+        dim=encoder.dim,
+        pooling=encoder.pooling,
+        dtype=config.dtype,
+        preprocessing={
+            "clips": spec.model_dump(mode="json"),
+            "preprocess": encoder.preprocess.model_dump(mode="json"),
+            "decoder": config.reader,
+        },
+        tokens=tokens,
+    )
+
+
+def _fingerprint(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+@dataclass
+class _Video:
+    """Per-input state while its clips are decoded and encoded."""
+
+    row: int
+    plan: MediaPlan | None = None
+    motion: np.ndarray | None = None
+    static: np.ndarray | None = None
+    tokens: np.ndarray | None = None
+    pending: int = 0  # clips received but not yet encoded
+    error: str | None = None
+
+
+class _Encoder:
+    """Batches clips of any inputs and writes each embedding back to its input's arrays."""
+
+    def __init__(self, encoder: LoadedEncoder, batch_size: int, tokens: bool) -> None:
+        self.encoder = encoder
+        self.batch_size = batch_size
+        self.tokens = tokens
+        self.frames = encoder.frames_per_clip
+        self.items: list[tuple[_Video, str, int, np.ndarray]] = []
+        self.clips_done = 0
+
+    def add(self, video: _Video, kind: str, index: int, clip: np.ndarray) -> None:
+        self.items.append((video, kind, index, clip))
+        video.pending += 1
+        if len(self.items) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.items:
+            return
+        clips = [
+            c if kind == "motion" else np.broadcast_to(c, (self.frames, *c.shape))
+            for _, kind, _, c in self.items
+        ]
+        batch = torch.from_numpy(np.stack(clips))  # (B, T, S, S, 3) uint8
+        if self.encoder.device.type == "cuda":
+            batch = batch.pin_memory()
+        x = batch_to_model_input(batch, self.encoder.preprocess, self.encoder.device)
+        out = self.encoder.forward(x).float()
+        pooled = out.mean(1) if out.ndim == 3 else out  # (B, D)
+        temporal = None
+        if self.tokens:
+            b, n, d = out.shape
+            groups = int(self.encoder.time_groups or 1)
+            temporal = out.view(b, groups, n // groups, d).mean(2).cpu().numpy()  # (B, T', D)
+        pooled_np = pooled.cpu().numpy()
+        for i, (video, kind, index, _) in enumerate(self.items):
+            target = video.motion if kind == "motion" else video.static
+            assert target is not None
+            target[index] = pooled_np[i]
+            if temporal is not None and kind == "motion" and video.tokens is not None:
+                video.tokens[index] = temporal[i]
+            video.pending -= 1
+        self.clips_done += len(self.items)
+        self.items = []
+
+
+def extract(
+    inputs: pa.Table, out: str | Path, config: ExtractConfig | None = None, *, bar: bool | None = None
+) -> ExtractResult:
+    """Extract every input not already complete in the store at `out`; see the module docstring."""
+    config = config or ExtractConfig()
+    start = time.perf_counter()
+    encoder = build_encoder(config.encoder, device=config.device, allow_download=config.allow_download)
+    spec = ClipSpec(
+        frames_per_clip=config.frames_per_clip or encoder.frames_per_clip,
+        frame_step=config.frame_step,
+        stride=config.stride,
+        num_clips=config.num_clips,
+        static_frames=config.static_frames,
+    )
+    if spec.frames_per_clip != encoder.frames_per_clip:
+        raise ConfigError(
+            f"encoder {encoder.encoder_id} takes {encoder.frames_per_clip} frames per clip, "
+            f"not {spec.frames_per_clip}; drop --frames-per-clip"
+        )
+    cache = LatentCache.create_or_open(out, cache_attrs(encoder, spec, config))
+    cache.cleanup()
+    done = cache.completed_videos()
+    ids = inputs.column("video_id").to_pylist()
+    paths = inputs.column("path").to_pylist()
+    todo = [i for i in range(len(ids)) if done.get(ids[i]) is None or done[ids[i]] != _fingerprint(paths[i])]
+    todo.sort(key=lambda i: ids[i])
+    units = [todo[k : k + config.videos_per_part] for k in range(0, len(todo), config.videos_per_part)]
+    result = ExtractResult(str(out), len(ids), len(ids) - len(todo), 0, 0, 0, 0, 0.0)
+    if todo:
+        settings = DecodeSettings(
+            spec, encoder.preprocess, config.reader, chunk=max(1, config.batch_size // 2)
+        )
+        workers = _decode_workers(config, encoder, len(todo))
+        jobs = [DecodeJob(ids[i], paths[i]) for i in todo]
+        events = decode_in_workers(jobs, settings, workers) if workers else decode_inline(jobs, settings)
+        with progress("extract", len(todo), "videos", bar=bar) as advance:
+            _run(
+                events,
+                inputs,
+                units,
+                cache,
+                _Encoder(encoder, config.batch_size, config.tokens),
+                result,
+                advance,
+            )
+    result.seconds = round(time.perf_counter() - start, 2)
+    return result
+
+
+def _decode_workers(config: ExtractConfig, encoder: LoadedEncoder, n_inputs: int) -> int:
+    if config.decode_workers is not None:
+        return config.decode_workers
+    cores = os.cpu_count() or 1
+    # On CPU the encoder needs cores too; on a GPU every core can decode.
+    wanted = cores - 1 if encoder.device.type == "cuda" else max(1, cores // 2)
+    return max(1, min(wanted, n_inputs))
+
+
+def _run(
+    events: Iterator[Event],
+    inputs: pa.Table,
+    units: list[list[int]],
+    cache: LatentCache,
+    enc: _Encoder,
+    result: ExtractResult,
+    advance: Any,
+) -> None:
+    ids = inputs.column("video_id").to_pylist()
+    unit_of = {ids[i]: u for u, unit in enumerate(units) for i in unit}
+    state = {ids[i]: _Video(row=i) for unit in units for i in unit}
+    left = [len(unit) for unit in units]  # inputs of each unit not yet finished
+    waiting: set[str] = set()  # decoded (or failed), some clips maybe still in the encoder's batch
+    dim, tokens = cache.attrs.dim, cache.attrs.tokens
+
+    def finish(video_id: str) -> None:
+        u = unit_of[video_id]
+        left[u] -= 1
+        video = state[video_id]
+        if video.error is None:
+            result.ok += 1
+        else:
+            result.failed += 1
+            result.errors.append((video_id, video.error))
+        advance(clips=float(enc.clips_done))
+        if left[u] == 0:
+            cache.write_part(
+                LatentCache.part_id_for([ids[i] for i in units[u]]),
+                build_part(inputs, [state[ids[i]] for i in units[u]], dim),
+            )
+
+    def settle() -> None:
+        for video_id in [v for v in waiting if state[v].pending == 0]:
+            waiting.discard(video_id)
+            finish(video_id)
+
+    for event in events:
+        video = state[event.video_id]
+        if isinstance(event, Planned):
+            plan = event.plan
+            video.plan = plan
+            video.motion = np.zeros((len(plan.windows), dim), np.float32)
+            video.static = np.zeros((len(plan.static_frames), dim), np.float32)
+            if tokens is not None:
+                video.tokens = np.zeros((len(plan.windows), *tokens), np.float32)
+        elif isinstance(event, Chunk):
+            for k, clip in zip(event.chunk.motion_index.tolist(), event.chunk.motion, strict=True):
+                enc.add(video, "motion", k, clip)
+            for k, frame in zip(event.chunk.static_index.tolist(), event.chunk.static, strict=True):
+                enc.add(video, "static", k, frame)
+        elif isinstance(event, Failed):
+            # Its clips still in the batch are encoded into arrays that are then dropped.
+            video.error = event.reason
+            waiting.add(event.video_id)
+        elif isinstance(event, Done):
+            waiting.add(event.video_id)
+        settle()
+    enc.flush()
+    settle()
+    result.motion_clips = sum(
+        len(v.motion) for v in state.values() if v.error is None and v.motion is not None
+    )
+    result.static_clips = sum(
+        len(v.static) for v in state.values() if v.error is None and v.static is not None
+    )
+
+
+def build_part(inputs: pa.Table, videos: list[_Video], dim: int) -> PartData:
+    """The cache part of one finished work unit: side tables and embeddings of its ok inputs."""
+    rows = inputs.take([v.row for v in videos])
+    ids = rows.column("video_id").to_pylist()
+    paths = rows.column("path").to_pylist()
+    prints = [_fingerprint(p) or (-1, -1) for p in paths]
+    for v in videos:
+        if v.error is None and v.plan is None:
+            v.error = "the decoder produced no clips"
+    ok = [v.error is None for v in videos]
+    plans = [v.plan for v in videos]
+    extra = {
+        "size": pa.array([p[0] for p in prints], pa.int64()),
+        "mtime_ns": pa.array([p[1] for p in prints], pa.int64()),
+        "kind": pa.array([p.kind if p else "video" for p in plans], pa.string()),
+        "status": pa.array(["ok" if good else "error" for good in ok], pa.string()),
+        "num_frames": pa.array([p.num_frames if p else 0 for p in plans], pa.int32()),
+        "fps": pa.array([p.fps if p else 0.0 for p in plans], pa.float32()),
+    }
+    for name, column in extra.items():
+        if name in rows.column_names:  # a manifest may carry its own num_frames/fps: ours win
+            rows = rows.drop_columns([name])
+        rows = rows.append_column(name, column)
+    good = [(vid, v) for vid, v, g in zip(ids, videos, ok, strict=True) if g]
+    clips = _clip_table(good)
+    static = _static_table(good)
+    motion = np.concatenate([v.motion for _, v in good]) if good else np.zeros((0, dim), np.float32)
+    static_emb = np.concatenate([v.static for _, v in good]) if good else np.zeros((0, dim), np.float32)
+    tokens = None
+    if any(v.tokens is not None for _, v in good):
+        tokens = np.concatenate([v.tokens for _, v in good if v.tokens is not None])
+    errors = pa.table(
+        {
+            "video_id": [vid for vid, v in zip(ids, videos, strict=True) if v.error is not None],
+            "path": [p for p, v in zip(paths, videos, strict=True) if v.error is not None],
+            "reason": [v.error for v in videos if v.error is not None],
+        },
+        schema=pa.schema([("video_id", pa.string()), ("path", pa.string()), ("reason", pa.string())]),
+    )
+    return PartData(
+        videos=rows,
+        clips=clips,
+        motion=motion,
+        static_clips=static,
+        static=static_emb,
+        errors=errors,
+        tokens=tokens,
+    )
+
+
+def _clip_table(good: list[tuple[str, _Video]]) -> pa.Table:
+    cols: dict[str, list[Any]] = {
+        k: [] for k in ("video_id", "clip_index", "frame_start", "frame_stop", "frame_step")
+    }
+    t0: list[np.ndarray] = []
+    t1: list[np.ndarray] = []
+    for vid, v in good:
+        assert v.plan is not None
+        w = v.plan.windows
+        cols["video_id"] += [vid] * len(w)
+        cols["clip_index"] += list(range(len(w)))
+        cols["frame_start"] += w[:, 0].tolist() if len(w) else []
+        cols["frame_stop"] += (w[:, -1] + 1).tolist() if len(w) else []
+        step = int(w[0, 1] - w[0, 0]) if w.shape[1] > 1 and len(w) else 1
+        cols["frame_step"] += [step] * len(w)
+        t0.append(v.plan.t_start)
+        t1.append(v.plan.t_end)
+    return pa.table(
+        {
+            "video_id": pa.array(cols["video_id"], pa.string()),
+            "clip_index": pa.array(cols["clip_index"], pa.int32()),
+            "frame_start": pa.array(cols["frame_start"], pa.int32()),
+            "frame_stop": pa.array(cols["frame_stop"], pa.int32()),
+            "frame_step": pa.array(cols["frame_step"], pa.int32()),
+            "t_start_s": pa.array(np.concatenate(t0) if t0 else [], pa.float32()),
+            "t_end_s": pa.array(np.concatenate(t1) if t1 else [], pa.float32()),
+        }
+    )
+
+
+def _static_table(good: list[tuple[str, _Video]]) -> pa.Table:
+    vids: list[str] = []
+    index: list[int] = []
+    frame: list[int] = []
+    t: list[float] = []
+    for vid, v in good:
+        assert v.plan is not None
+        k = v.plan.static_frames
+        vids += [vid] * len(k)
+        index += list(range(len(k)))
+        frame += k.tolist()
+        t += (k / v.plan.fps).tolist() if v.plan.fps > 0 else [0.0] * len(k)
+    return pa.table(
+        {
+            "video_id": pa.array(vids, pa.string()),
+            "static_index": pa.array(index, pa.int32()),
+            "frame_index": pa.array(frame, pa.int32()),
+            "t_s": pa.array(t, pa.float32()),
+        }
+    )

@@ -1,0 +1,128 @@
+"""Decode one video (or image) into encoder-ready uint8 clips, streamed in bounded chunks.
+
+This is what an extraction worker runs per input: one sequential decoding pass, every motion window
+and static frame cut from it, resized at decode time and centre-cropped, never more than `chunk`
+clips held at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.data.clips import ClipSpec, cut_clips, plan_static, plan_windows, window_times
+from pipeline.data.transforms import Preprocess
+from pipeline.data.video import get_reader, is_image, read_image, scaled_size
+
+
+@dataclass
+class ClipChunk:
+    """Some clips of one input. `motion` `[n, T, S, S, 3]` uint8 with their `motion_index`;
+    `static` `[m, S, S, 3]` uint8 frames (a static clip repeats its frame T times)."""
+
+    motion: np.ndarray
+    motion_index: np.ndarray
+    static: np.ndarray
+    static_index: np.ndarray
+
+
+@dataclass
+class MediaPlan:
+    """Where the clips of one input sit: windows `[n, T]` of frame indices and static frame indices."""
+
+    kind: str  # "video" | "image"
+    num_frames: int
+    fps: float
+    windows: np.ndarray
+    static_frames: np.ndarray
+    t_start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    t_end: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+
+def centre_crop(frame: np.ndarray, crop: int) -> np.ndarray:
+    h, w = frame.shape[:2]
+    top, left = (h - crop) // 2, (w - crop) // 2
+    return frame[top : top + crop, left : left + crop]
+
+
+def plan_media(path: str | Path, spec: ClipSpec, reader: str = "decord") -> MediaPlan:
+    """Probe an input and place its clips. Images have one static clip and no motion clip."""
+    if is_image(path):
+        return MediaPlan(
+            "image", 1, 0.0, np.zeros((0, spec.frames_per_clip), np.int64), np.zeros(1, np.int64)
+        )
+    info = get_reader(reader).probe(path)
+    windows = plan_windows(info.num_frames, spec)
+    fps = info.fps if info.fps > 0 else 25.0
+    t_start, t_end = window_times(windows, fps)
+    return MediaPlan(
+        "video",
+        info.num_frames,
+        fps,
+        windows,
+        plan_static(info.num_frames, spec.static_frames),
+        t_start.astype(np.float32),
+        t_end.astype(np.float32),
+    )
+
+
+def decode_chunks(
+    path: str | Path, plan: MediaPlan, pre: Preprocess, chunk: int = 16, reader: str = "decord"
+) -> Iterator[ClipChunk]:
+    """Stream the clips of `plan` out of one decoding pass, at most `chunk` clips per yield."""
+    crop = pre.crop
+    if plan.kind == "image":
+        image = read_image(path)
+        h, w = scaled_size(image.shape[0], image.shape[1], pre.resize)
+        resized = _resize(image, h, w)
+        yield ClipChunk(
+            np.zeros((0, 0, crop, crop, 3), np.uint8),
+            np.zeros(0, np.int64),
+            centre_crop(resized, crop)[None],
+            np.zeros(1, np.int64),
+        )
+        return
+    frames = get_reader(reader).iter_frames(path, short_side=pre.resize)
+    motion: list[np.ndarray] = []
+    motion_idx: list[int] = []
+    static: list[np.ndarray] = []
+    static_idx: list[int] = []
+    for kind, index, clip in cut_clips(frames, plan.windows, plan.static_frames):
+        if kind == "motion":
+            motion.append(np.stack([centre_crop(f, crop) for f in clip]))
+            motion_idx.append(index)
+        else:
+            static.append(centre_crop(clip[0], crop))
+            static_idx.append(index)
+        if len(motion) + len(static) >= chunk:
+            yield _chunk(motion, motion_idx, static, static_idx, plan.windows.shape[1], crop)
+            motion, motion_idx, static, static_idx = [], [], [], []
+    if motion or static:
+        yield _chunk(motion, motion_idx, static, static_idx, plan.windows.shape[1], crop)
+
+
+def _chunk(
+    motion: list[np.ndarray],
+    motion_idx: list[int],
+    static: list[np.ndarray],
+    static_idx: list[int],
+    t: int,
+    s: int,
+) -> ClipChunk:
+    return ClipChunk(
+        np.stack(motion) if motion else np.zeros((0, t, s, s, 3), np.uint8),
+        np.asarray(motion_idx, np.int64),
+        np.stack(static) if static else np.zeros((0, s, s, 3), np.uint8),
+        np.asarray(static_idx, np.int64),
+    )
+
+
+def _resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    if image.shape[:2] == (h, w):
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.BILINEAR))

@@ -1,0 +1,1 @@
+"""Tests of the storage layer: manifests and the latent cache."""
