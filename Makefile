@@ -13,12 +13,14 @@ PYTEST_ARGS ?=
 .PHONY: install demo test test-fast lint typecheck arch ci bench bench-gpu encoder clean
 
 install: $(STAMP)
+	@:
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
-	@$(PY) -m pip install -q -e '.[dev]'
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC) > $(VENV)/install.log 2>&1 \
+		|| (cat $(VENV)/install.log; exit 1)
+	@$(PY) -m pip install -q -e '.[dev]' > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	@touch $(STAMP)
 	@echo "installed aam-pipeline into $(VENV)"
 

@@ -20,8 +20,22 @@ def extract(
         Path | None, typer.Option(help="A folder of images (each becomes a static clip) instead.")
     ] = None,
     encoder: Annotated[
-        str, typer.Option(help="tiny | videomae:<dir-or-id> | vjepa2:<dir-or-id> | torchscript:<file>")
+        str,
+        typer.Option(
+            help="tiny | videomae:DIR | vjepa2:DIR | torchscript:FILE (DIR: a local folder or cached hub id)."
+        ),
     ] = "tiny",
+    frames_per_clip: Annotated[
+        int | None,
+        typer.Option(help="TorchScript and V-JEPA 2 encoders: frames per clip (default: 16 / the model's)."),
+    ] = None,
+    crop: Annotated[
+        int | None, typer.Option(help="TorchScript encoders: input height = width in pixels (default 224).")
+    ] = None,
+    resize: Annotated[
+        int | None,
+        typer.Option(help="TorchScript encoders: short side before the centre crop (default: --crop)."),
+    ] = None,
     frame_step: Annotated[int, typer.Option(help="Take every n-th frame inside a clip.")] = 1,
     stride: Annotated[
         int | None, typer.Option(help="Frames between clip starts (default: clip span, no overlap).")
@@ -57,7 +71,7 @@ def extract(
 
       aam-pipeline extract --videos clips/ --encoder videomae:/models/videomae-base --out work/v.zarr
 
-      aam-pipeline extract --images vispr/ --encoder torchscript:enc.pt --out work/vispr.zarr
+      aam-pipeline extract --images vispr/ --encoder torchscript:enc.pt --crop 112 --out work/vispr.zarr
     """
     from flows.extract import ExtractConfig, load_inputs
     from flows.extract import extract as run
@@ -66,6 +80,9 @@ def extract(
         config = build_config(
             ExtractConfig,
             encoder=encoder,
+            frames_per_clip=frames_per_clip,
+            crop=crop,
+            resize=resize,
             frame_step=frame_step,
             stride=stride,
             num_clips=num_clips,

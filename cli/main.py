@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import extract, pretrain_encoder, synth
+from cli import demo, extract, pretrain_encoder, synth
 
 app = typer.Typer(
     name="aam-pipeline",
@@ -28,6 +28,7 @@ def main() -> None:
 
 app.command("synth")(synth.synth)
 app.command("extract")(extract.extract)
+app.command("demo")(demo.demo)
 app.command("pretrain-encoder")(pretrain_encoder.pretrain_encoder)
 
 

@@ -17,8 +17,9 @@ def pretrain_encoder(
     seed: Annotated[int, typer.Option(help="Seed of the pretraining population and of training.")] = 0,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
 ) -> None:
-    """Pretrain the `tiny` reference encoder from scratch and overwrite the shipped weights
-    (pipeline/encoders/weights/tiny.safetensors and tiny.json with its checksum).
+    """Pretrain the `tiny` reference encoder and overwrite its shipped weights.
+
+    Writes pipeline/encoders/weights/tiny.safetensors and tiny.json (with the checksum).
 
     The pretraining population (people, scenes) is disjoint from every benchmark preset; the objective
     is action classification plus token-level reconstruction, never the private attributes.

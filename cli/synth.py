@@ -18,9 +18,11 @@ def synth(
     seed: Annotated[int, typer.Option(help="Same seed, same videos and labels.")] = 0,
     workers: Annotated[int, typer.Option(help="Render processes (0 = one per core).")] = 0,
 ) -> None:
-    """Render the synthetic privacy benchmark: people-like actors whose private attributes (skin tone,
-    gender presentation, clothing colour and pattern, identity) are pure appearance and whose actions
-    are pure motion, as real H.264 videos plus a manifest.parquet in the manifest contract.
+    """Render the synthetic privacy benchmark (H.264 videos + manifest.parquet).
+
+    People-like actors whose private attributes (skin tone, gender presentation, clothing colour and
+    pattern, identity) are pure appearance and whose actions are pure motion, in cluttered scenes with
+    camera jitter and noise. The manifest follows the manifest contract (docs/synthetic-benchmark.md).
 
     Trimmed action clips, untrimmed videos with annotated segments (temporal detection), normal and
     abnormal videos (anomaly detection), and a gender-skewed/balanced subset (`bias_split`).

@@ -171,6 +171,52 @@ def _anomaly_segments(rng: np.random.Generator, num_frames: int) -> tuple[Segmen
     return (Segment(round(start, 4), round(end, 4), kind),)
 
 
+SegmentMaker = Callable[[np.random.Generator, int], tuple[Segment, ...]]
+
+
+def _person_videos(rng: np.random.Generator, p: Preset, identity: str, split: str) -> list[VideoSpec]:
+    """One person's look and videos. The order of random draws is part of the dataset's definition."""
+    look = _draw_look(rng)
+
+    def video(
+        suffix: str,
+        task: Task,
+        frames: int,
+        place: str,
+        segments: SegmentMaker | None = None,
+        action: str | None = None,
+    ) -> VideoSpec:
+        seed = int(rng.integers(2**31))
+        segs = segments(rng, frames) if segments is not None else ()
+        return VideoSpec(
+            video_id=f"{identity}_{suffix}",
+            identity=identity,
+            look=look,
+            split=split,
+            task=task,
+            num_frames=frames,
+            seed=seed,
+            size=p.size,
+            action=action,
+            segments=segs,
+            **_placement(rng, place),
+        )
+
+    actions = rng.permutation(len(ACTIONS))[: p.actions_per_identity]
+    videos = [
+        video(f"act{k}", "action", p.trimmed_frames, ACTIONS[a], action=ACTIONS[a])
+        for k, a in enumerate(actions)
+    ]
+    if rng.random() < p.detection_per_identity:
+        videos.append(video("det0", "detection", p.detection_frames, "detection", _detection_segments))
+    if rng.random() < p.anomaly_per_identity:
+        abnormal = bool(rng.random() < 0.5)
+        videos.append(
+            video("anom0", "anomaly", p.anomaly_frames, "anomaly", _anomaly_segments if abnormal else None)
+        )
+    return videos
+
+
 def plan_benchmark(preset: str, seed: int) -> list[VideoSpec]:
     """Every video of a preset, deterministic for `seed`. Ids are stable and sortable."""
     if preset not in PRESETS:
@@ -181,55 +227,7 @@ def plan_benchmark(preset: str, seed: int) -> list[VideoSpec]:
     specs: list[VideoSpec] = []
     splits = ["train"] * p.identities[0] + ["val"] * p.identities[1] + ["test"] * p.identities[2]
     for person, split in enumerate(splits):
-        identity = f"{prefix}{person:04d}"
-        look = _draw_look(rng)
-        actions = rng.permutation(len(ACTIONS))[: p.actions_per_identity]
-        for k, a in enumerate(actions):
-            specs.append(
-                VideoSpec(
-                    video_id=f"{identity}_act{k}",
-                    identity=identity,
-                    look=look,
-                    split=split,
-                    task="action",
-                    num_frames=p.trimmed_frames,
-                    seed=int(rng.integers(2**31)),
-                    size=p.size,
-                    action=ACTIONS[a],
-                    **_placement(rng, ACTIONS[a]),
-                )
-            )
-        if rng.random() < p.detection_per_identity:
-            specs.append(
-                VideoSpec(
-                    video_id=f"{identity}_det0",
-                    identity=identity,
-                    look=look,
-                    split=split,
-                    task="detection",
-                    num_frames=p.detection_frames,
-                    seed=int(rng.integers(2**31)),
-                    size=p.size,
-                    segments=_detection_segments(rng, p.detection_frames),
-                    **_placement(rng, "detection"),
-                )
-            )
-        if rng.random() < p.anomaly_per_identity:
-            abnormal = bool(rng.random() < 0.5)
-            specs.append(
-                VideoSpec(
-                    video_id=f"{identity}_anom0",
-                    identity=identity,
-                    look=look,
-                    split=split,
-                    task="anomaly",
-                    num_frames=p.anomaly_frames,
-                    seed=int(rng.integers(2**31)),
-                    size=p.size,
-                    segments=_anomaly_segments(rng, p.anomaly_frames) if abnormal else (),
-                    **_placement(rng, "anomaly"),
-                )
-            )
+        specs += _person_videos(rng, p, f"{prefix}{person:04d}", split)
     return _assign_bias_splits(specs, seed)
 
 

@@ -1,0 +1,130 @@
+"""What a set of raw clip embeddings carries: the reference encoder's figures (issue: reference encoder).
+
+Plain scikit-learn linear probes, fitted on the train split and scored on the test split (people are
+disjoint between the two), with fixed seeds:
+* action top-1 on trimmed clips (softmax averaged over the clips of a video);
+* per private attribute, cMAP (mean one-vs-rest average precision) of the video-level prediction from
+  static clips and from motion clips, with chance (mean positive rate) and the fraction of the way
+  from chance to perfect;
+* identity re-identification: top-1 of the nearest other video (cosine on video-mean embeddings).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score
+from sklearn.preprocessing import StandardScaler
+
+
+@dataclass
+class EmbeddingSet:
+    """Clip embeddings `[N, D]` with the index of their video, plus per-video labels (lists of length V)."""
+
+    emb: np.ndarray
+    video: np.ndarray  # (N,) index into the per-video lists
+
+
+@dataclass
+class EncoderFigures:
+    action_top1: float
+    action_chance: float
+    attributes: dict[str, dict[str, float]] = field(default_factory=dict)
+    reid_top1: float = 0.0
+    reid_chance: float = 0.0
+
+
+def _video_mean(values: np.ndarray, video: np.ndarray, n_videos: int) -> np.ndarray:
+    sums = np.zeros((n_videos, values.shape[1]))
+    np.add.at(sums, video, values)
+    counts = np.bincount(video, minlength=n_videos)[:, None]
+    out: np.ndarray = sums / np.maximum(counts, 1)
+    return out
+
+
+def _fit(x: np.ndarray, y: Sequence[object], seed: int) -> tuple[StandardScaler, LogisticRegression]:
+    scaler = StandardScaler().fit(x)
+    model = LogisticRegression(C=0.5, max_iter=2000, random_state=seed)
+    model.fit(scaler.transform(x), np.asarray(y))
+    return scaler, model
+
+
+def _video_proba(
+    clips: EmbeddingSet, labels: Sequence[object], train: np.ndarray, test: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray, list[object]]:
+    """Fit on clips of `train` videos; return video-level probabilities of `test` videos and classes."""
+    in_train = train[clips.video]
+    scaler, model = _fit(clips.emb[in_train], [labels[v] for v in clips.video[in_train]], seed)
+    proba = model.predict_proba(scaler.transform(clips.emb))
+    per_video = _video_mean(proba, clips.video, len(labels))
+    test_ids = np.flatnonzero(test & (np.bincount(clips.video, minlength=len(labels)) > 0))
+    return per_video[test_ids], test_ids, list(model.classes_)
+
+
+def cmap_and_chance(truth: Sequence[object], proba: np.ndarray, classes: list[object]) -> tuple[float, float]:
+    """Mean one-vs-rest average precision over classes present in `truth`, and its chance level."""
+    truth_arr = np.asarray(truth)
+    aps, rates = [], []
+    for k, c in enumerate(classes):
+        positive = truth_arr == c
+        if positive.any():
+            aps.append(average_precision_score(positive, proba[:, k]))
+            rates.append(positive.mean())
+    return float(np.mean(aps)), float(np.mean(rates))
+
+
+def encoder_figures(
+    motion: EmbeddingSet,
+    static: EmbeddingSet,
+    split: Sequence[str],
+    action: Sequence[str | None],
+    private: dict[str, Sequence[object]],
+    seed: int = 0,
+) -> EncoderFigures:
+    """All figures; per-video lists are indexed by the `video` arrays of the embedding sets."""
+    split_arr = np.asarray(split)
+    train, test = split_arr == "train", split_arr == "test"
+    has_action = np.array([a is not None for a in action])
+    proba, test_ids, classes = _video_proba(motion, list(action), train & has_action, test & has_action, seed)
+    truth = [action[v] for v in test_ids]
+    top1 = float(np.mean([classes[i] == t for i, t in zip(proba.argmax(1), truth, strict=True)]))
+    figures = EncoderFigures(action_top1=top1, action_chance=1.0 / len(classes))
+    for name, values in private.items():
+        if name == "private_identity":
+            continue  # people are disjoint across splits: identity is measured by re-identification
+        row: dict[str, float] = {}
+        for kind, clips in (("static", static), ("motion", motion)):
+            proba, test_ids, classes = _video_proba(clips, list(values), train, test, seed)
+            cmap, chance = cmap_and_chance([values[v] for v in test_ids], proba, classes)
+            row[f"{kind}_cmap"] = cmap
+            row["chance"] = chance
+            row[f"{kind}_fraction_to_perfect"] = (cmap - chance) / (1 - chance)
+        figures.attributes[name] = row
+    if "private_identity" in private:
+        figures.reid_top1, figures.reid_chance = reid_top1(motion, static, private["private_identity"], test)
+    return figures
+
+
+def reid_top1(
+    motion: EmbeddingSet, static: EmbeddingSet, identity: Sequence[object], videos: np.ndarray
+) -> tuple[float, float]:
+    """Top-1 re-identification among `videos` (each query's nearest other video) and its chance."""
+    n = len(identity)
+    feats = np.concatenate(
+        [_video_mean(motion.emb, motion.video, n), _video_mean(static.emb, static.video, n)], axis=1
+    )
+    ids = np.flatnonzero(videos)
+    x = feats[ids]
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-12
+    sim = x @ x.T
+    np.fill_diagonal(sim, -np.inf)
+    who = np.asarray(identity, dtype=object)[ids]
+    same = who[:, None] == who[None, :]
+    np.fill_diagonal(same, False)
+    top1 = float(np.mean(same[np.arange(len(ids)), sim.argmax(1)]))
+    chance = float(np.mean(same.sum(1) / (len(ids) - 1)))
+    return top1, chance
