@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import demo, extract, pretrain_encoder, synth
+from cli import demo, extract, pretrain_encoder, probe, report, synth
 
 app = typer.Typer(
     name="aam-pipeline",
@@ -30,6 +30,8 @@ app.command("synth")(synth.synth)
 app.command("extract")(extract.extract)
 app.command("demo")(demo.demo)
 app.command("pretrain-encoder")(pretrain_encoder.pretrain_encoder)
+app.command("probe")(probe.probe)
+app.command("report")(report.report)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,721 @@
+"""`probe`: what embeddings kept (actions, temporal detection, anomaly) and what they leak (private
+attributes, identity, bias), on the raw latent cache and on anonymized embeddings of the same clips.
+
+Labels always come from the private store; anonymized embeddings come from an adapter applied to the
+store (`flows.anonymize.anonymize_view`) or from published shards joined to the store's clips on
+(video_id, clip_index). Every embedding set goes through the same probes with the same seeds; a probe
+whose labels are absent is skipped with its reason recorded. PROBE_DIR/probe.json, written last and
+atomically, holds every metric, chance level, seed and count (schema: docs/probes.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, is_dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.errors import ConfigError
+from pipeline.probes.config import ProbeConfig
+from pipeline.probes.inputs import Clips, ProbeError, is_missing
+from stores.errors import SchemaVersionError, StoreError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from stores.latent_cache import CacheView
+    from stores.published import PartitionInfo
+
+KIND: Literal["aam-pipeline/probe"] = "aam-pipeline/probe"
+SCHEMA_VERSION = 1
+PROBE_JSON = "probe.json"
+
+Task = Literal["action", "temporal", "anomaly", "leakage", "reid", "bias"]
+TASKS: tuple[Task, ...] = ("action", "temporal", "anomaly", "leakage", "reid", "bias")
+# What each set records, in order; leakage runs on static clips and on motion clips.
+PROBES = ("action", "temporal", "anomaly", "leakage_static", "leakage_motion", "reid", "bias")
+TASK_OF = {p: ("leakage" if p.startswith("leakage") else p) for p in PROBES}
+PRIVATE = "private_"
+IDENTITY = "private_identity"
+BIAS_GROUP = "private_gender"
+TIME_TOLERANCE_S = 1e-3  # published clip times must match the store's (float32 seconds)
+
+
+# --- config and record ---------------------------------------------------------------------------------
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ProbeRunConfig(_Frozen):
+    """What `probe` computes: which tasks, one seed for every probe, and each probe's settings."""
+
+    seed: int = 0
+    tasks: tuple[Task, ...] = Field(default=TASKS, min_length=1)
+    reid_split: str | None = Field(
+        default="test", description="videos of this split are the re-ID queries and gallery; None = all"
+    )
+    probes: ProbeConfig = ProbeConfig()
+
+    def effective(self) -> ProbeConfig:
+        """The probe settings with every seed set to `seed`."""
+        return self.probes.reseeded(self.seed)
+
+
+class ProbeOutcome(_Frozen):
+    """One probe on one embedding set: metrics when it ran, the reason when it did not."""
+
+    status: Literal["ok", "skipped"]
+    reason: str | None = None
+    seconds: float | None = None
+    metrics: dict[str, Any] | None = None
+
+
+class SetRecord(_Frozen):
+    """One embedding set: `raw` (the cache), `adapter` (an adapter applied to it) or `published`."""
+
+    name: str
+    kind: Literal["raw", "adapter", "published"]
+    source: dict[str, Any]
+    counts: dict[str, int]
+    probes: dict[str, ProbeOutcome]
+
+
+class ProbeRecord(_Frozen):
+    """PROBE_DIR/probe.json."""
+
+    kind: Literal["aam-pipeline/probe"] = KIND
+    schema_version: int
+    created_at: str
+    config: dict[str, Any]
+    store: dict[str, Any]
+    tasks: dict[str, ProbeOutcome]  # task-level plan: ok (will run) or skipped with the reason
+    sets: list[SetRecord]
+    timings_s: dict[str, float]
+
+    def set(self, name: str) -> SetRecord:
+        for s in self.sets:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    path: Path
+    record: ProbeRecord
+    seconds: float
+
+
+# --- labels --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Per-video labels of the store, as the probes take them (a video a mapping lacks is not in it)."""
+
+    splits: dict[str, str]
+    actions: dict[str, object]
+    segments: dict[str, list[tuple[float, float, str]]]
+    anomaly: dict[str, list[tuple[float, float]]]
+    num_frames: dict[str, int]
+    fps: dict[str, float]
+    bias_splits: dict[str, object]
+    attributes: dict[str, dict[str, object]]  # attribute name without "private_" -> {video: value}
+    identity: dict[str, object]
+    bias_group: str | None  # the attribute whose groups the bias probe compares
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "split_train": sum(s == "train" for s in self.splits.values()),
+            "split_val": sum(s == "val" for s in self.splits.values()),
+            "split_test": sum(s == "test" for s in self.splits.values()),
+            "action": len(self.actions),
+            "segments": len(self.segments),
+            "anomaly": len(self.anomaly),
+            "bias_split": len(self.bias_splits),
+            "identity": len(self.identity),
+        }
+
+
+def _column(videos: pa.Table, name: str) -> dict[str, object]:
+    """{video_id: value} of the non-missing values of column `name` (empty when there is no column)."""
+    if name not in videos.column_names:
+        return {}
+    ids = videos.column("video_id").to_pylist()
+    return {v: x for v, x in zip(ids, videos.column(name).to_pylist(), strict=True) if not is_missing(x)}
+
+
+def _numbers(videos: pa.Table, name: str) -> dict[str, float]:
+    return {v: float(x) for v, x in _column(videos, name).items() if isinstance(x, int | float)}
+
+
+def _binary(values: Mapping[str, object]) -> bool:
+    return len({str(v) for v in values.values()}) == 2
+
+
+def labels_of(videos: pa.Table) -> Labels:
+    """The labels of the store's videos table (manifest columns, design §3.1)."""
+    from stores.manifest import parse_anomaly_segments, parse_segments, private_columns
+
+    attributes = {
+        name.removeprefix(PRIVATE): _column(videos, name)
+        for name in private_columns(videos)
+        if name != IDENTITY
+    }
+    attributes = {name: values for name, values in attributes.items() if values}
+    group: str | None = None
+    if attributes.get(BIAS_GROUP.removeprefix(PRIVATE)):
+        group = BIAS_GROUP.removeprefix(PRIVATE)
+    else:
+        group = next((name for name, values in attributes.items() if _binary(values)), None)
+    anomaly: dict[str, list[tuple[float, float]]] = {}
+    for v, text in _column(videos, "anomaly_segments").items():
+        intervals = parse_anomaly_segments(str(text))
+        if intervals is not None:
+            anomaly[v] = intervals
+    return Labels(
+        splits={v: str(s) for v, s in _column(videos, "split").items()},
+        actions=_column(videos, "action"),
+        segments={v: parse_segments(str(t)) for v, t in _column(videos, "segments").items()},
+        anomaly=anomaly,
+        num_frames={v: int(n) for v, n in _numbers(videos, "num_frames").items()},
+        fps=_numbers(videos, "fps"),
+        bias_splits=_column(videos, "bias_split"),
+        attributes=attributes,
+        identity=_column(videos, IDENTITY),
+        bias_group=group,
+    )
+
+
+def plan_tasks(labels: Labels, tasks: Sequence[str]) -> dict[str, ProbeOutcome]:
+    """Per task: ok, or skipped with the reason (not requested, or the store lacks its labels)."""
+    missing = {
+        "action": None if labels.actions else "the store has no `action` labels (trimmed clips)",
+        "temporal": None
+        if labels.segments
+        else "the store has no `segments` labels (untrimmed videos with annotated actions)",
+        "anomaly": None if labels.anomaly else "the store has no `anomaly_segments` labels",
+        "leakage": None
+        if labels.attributes
+        else "the store has no private_* attribute columns (other than private_identity)",
+        "reid": None if labels.identity else "the store has no `private_identity` column",
+        "bias": _bias_gap(labels),
+    }
+    plan: dict[str, ProbeOutcome] = {}
+    for task in TASKS:
+        reason = "not requested (--tasks)" if task not in tasks else missing[task]
+        plan[task] = (
+            ProbeOutcome(status="ok") if reason is None else ProbeOutcome(status="skipped", reason=reason)
+        )
+    return plan
+
+
+def _bias_gap(labels: Labels) -> str | None:
+    if not labels.bias_splits:
+        return "the store has no `bias_split` labels (a group-skewed train / balanced test subset)"
+    if labels.bias_group is None:
+        return "the store has no private_gender or other two-valued private_* attribute to group by"
+    if not labels.actions:
+        return "the store has no `action` labels"
+    return None
+
+
+# --- embedding sets ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class EmbeddingSet:
+    """Motion clips (and static clips, when the set has them) of one kind of embedding."""
+
+    name: str
+    kind: Literal["raw", "adapter", "published"]
+    motion: Clips
+    static: Clips | None
+    source: dict[str, Any]
+    no_static: str = ""  # why `static` is None
+    extra_counts: dict[str, int] | None = None
+
+    def counts(self) -> dict[str, int]:
+        counts = {
+            "videos": len(self.motion.rows_by_video),
+            "motion_clips": int(self.motion.emb.shape[0]),
+            "static_clips": 0 if self.static is None else int(self.static.emb.shape[0]),
+            "dim": self.motion.dim,
+        }
+        return counts | (self.extra_counts or {})
+
+
+def motion_clips(view: CacheView, emb: np.ndarray, rows: np.ndarray | None = None) -> Clips:
+    """`Clips` of the store's motion clips `rows` (default: all) with embeddings `emb` (len(rows), D)."""
+    clips = view.clips if rows is None else view.clips.take(rows)
+    return Clips(
+        emb=emb,
+        video_id=np.array(clips.column("video_id").to_pylist(), dtype=str),
+        index=clips.column("clip_index").to_numpy().astype(np.int64),
+        t_start=clips.column("t_start_s").to_numpy().astype(np.float64),
+        t_end=clips.column("t_end_s").to_numpy().astype(np.float64),
+    )
+
+
+def static_clips(view: CacheView, emb: np.ndarray) -> Clips:
+    table = view.static_clips
+    return Clips(
+        emb=emb,
+        video_id=np.array(table.column("video_id").to_pylist(), dtype=str),
+        index=table.column("static_index").to_numpy().astype(np.int64),
+    )
+
+
+def raw_set(view: CacheView) -> EmbeddingSet:
+    """The cache's own (pre-adapter) embeddings."""
+    has_static = view.static.shape[0] > 0
+    return EmbeddingSet(
+        name="raw",
+        kind="raw",
+        motion=motion_clips(view, view.motion),
+        static=static_clips(view, view.static) if has_static else None,
+        source={"encoder_id": view.attrs.encoder_id},
+        no_static="" if has_static else "the store holds no static clips (extract --static-frames 0)",
+    )
+
+
+def _anonymizer() -> Callable[..., tuple[np.ndarray, np.ndarray | None]]:
+    """`flows.anonymize.anonymize_view`, imported only when an adapter is probed."""
+    missing = ConfigError(
+        "--adapter needs the train-adapter stage (flows.anonymize.anonymize_view), which this install "
+        "lacks; probe published shards with --published instead"
+    )
+    try:
+        module = importlib.import_module("flows.anonymize")
+    except ModuleNotFoundError as err:
+        if err.name != "flows.anonymize":
+            raise
+        raise missing from None
+    function = getattr(module, "anonymize_view", None)
+    if function is None:
+        raise missing
+    return function  # type: ignore[no-any-return]
+
+
+def adapter_set(view: CacheView, adapter_dir: Path, name: str) -> EmbeddingSet:
+    """The store's motion and static clips passed through the adapter in `adapter_dir`."""
+    if not adapter_dir.is_dir():
+        raise ConfigError(f"--adapter {adapter_dir}: not a folder; pass the --out of train-adapter")
+    motion, static = _anonymizer()(view, adapter_dir)
+    motion = np.asarray(motion, dtype=np.float32)
+    if motion.shape[0] != view.motion.shape[0]:
+        raise ConfigError(
+            f"--adapter {adapter_dir}: anonymize_view gave {motion.shape[0]} motion rows for "
+            f"{view.motion.shape[0]} clips"
+        )
+    has_static = static is not None and view.static.shape[0] > 0
+    return EmbeddingSet(
+        name=name,
+        kind="adapter",
+        motion=motion_clips(view, motion),
+        static=static_clips(view, np.asarray(static, dtype=np.float32)) if has_static else None,
+        source={"adapter_dir": str(adapter_dir)},
+        no_static="" if has_static else "the adapter gave no static-clip embeddings",
+    )
+
+
+def _partitions(folder: Path) -> list[PartitionInfo]:
+    """The complete partitions under a published root, or the one partition `folder` is."""
+    from stores.published import published_partitions
+
+    if not folder.is_dir():
+        raise ConfigError(f"--published {folder}: not a folder; pass the --out of anonymize")
+    if (folder / "_manifest.json").is_file():  # a partition folder: PUBLISHED/dataset=…/encoder=…/adapter=…
+        root = folder.resolve().parents[2]
+        found = [p for p in published_partitions(root) if Path(p.location).resolve() == folder.resolve()]
+    else:
+        found = published_partitions(folder)
+    if not found:
+        raise ConfigError(
+            f"--published {folder}: no complete published partition (dataset=…/encoder=…/adapter=… with a "
+            "_manifest.json) there"
+        )
+    return found
+
+
+def join_published(view: CacheView, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of published `table` and of the store's clips that hold the same (video_id, clip_index),
+    ordered by store row; StoreError when none match or their clip times differ."""
+    import pyarrow as pa
+
+    store = pa.table(
+        {
+            "video_id": view.clips.column("video_id"),
+            "clip_index": view.clips.column("clip_index").cast(pa.int32()),
+            "_store_row": pa.array(np.arange(view.clips.num_rows, dtype=np.int64)),
+        }
+    )
+    published = pa.table(
+        {
+            "video_id": table.column("video_id"),
+            "clip_index": table.column("clip_index").cast(pa.int32()),
+            "_published_row": pa.array(np.arange(table.num_rows, dtype=np.int64)),
+        }
+    )
+    joined = published.join(store, keys=["video_id", "clip_index"], join_type="inner")
+    store_rows = joined.column("_store_row").to_numpy()
+    order = np.argsort(store_rows, kind="stable")
+    store_rows = store_rows[order]
+    published_rows = joined.column("_published_row").to_numpy()[order]
+    if len(store_rows) == 0:
+        raise StoreError(
+            "none of the published clips is in the store (joined on video_id, clip_index); probe "
+            "published shards against the latent cache they were made from"
+        )
+    for column in ("t_start_s", "t_end_s"):
+        ours = view.clips.column(column).to_numpy()[store_rows]
+        theirs = table.column(column).to_numpy()[published_rows]
+        if np.abs(ours.astype(np.float64) - theirs).max() > TIME_TOLERANCE_S:
+            raise StoreError(
+                f"published clips and store clips with the same (video_id, clip_index) differ in {column}: "
+                "they come from different extractions; probe against the store they were made from"
+            )
+    return published_rows, store_rows
+
+
+def published_sets(view: CacheView, folder: Path, prefix: str = "published") -> list[EmbeddingSet]:
+    """One set per published partition under `folder`, its rows joined to the store's clips."""
+    from stores.published import read_published
+
+    partitions = _partitions(folder)
+    ambiguous = len({p.adapter for p in partitions}) < len(partitions)
+    sets = []
+    for p in partitions:
+        root = Path(p.location).parents[2]  # PUBLISHED of PUBLISHED/dataset=…/encoder=…/adapter=…
+        table, emb = read_published(root, dataset=p.dataset, encoder=p.encoder, adapter=p.adapter)
+        published_rows, store_rows = join_published(view, table)
+        m = p.manifest
+        label = f"{p.dataset}/{p.encoder}/{p.adapter}" if ambiguous else p.adapter
+        sets.append(
+            EmbeddingSet(
+                name=f"{prefix}:{label}",
+                kind="published",
+                motion=motion_clips(view, emb[published_rows], store_rows),
+                static=None,
+                source={
+                    "location": p.location,
+                    "dataset": p.dataset,
+                    "encoder": p.encoder,
+                    "adapter": p.adapter,
+                    "adapter_variant": m.adapter_variant,
+                    "adapter_sha256": m.adapter_sha256,
+                    "encoder_sha256": m.encoder_sha256,
+                    "encoder_matches_store": m.encoder_sha256 == view.attrs.weights_sha256,
+                    "normalisation": m.normalisation,
+                    "dtype": m.dtype,
+                },
+                no_static="published shards hold no static clips (by design)",
+                extra_counts={
+                    "published_rows": int(table.num_rows),
+                    "unmatched_published_rows": int(table.num_rows - len(published_rows)),
+                    "store_clips_missing": int(view.clips.num_rows - len(store_rows)),
+                },
+            )
+        )
+    return sets
+
+
+def _unique_names(sets: list[EmbeddingSet]) -> list[EmbeddingSet]:
+    seen: dict[str, int] = {}
+    out = []
+    for s in sets:
+        seen[s.name] = seen.get(s.name, 0) + 1
+        if seen[s.name] > 1:
+            s = replace(s, name=f"{s.name}#{seen[s.name]}")
+        out.append(s)
+    return out
+
+
+# --- running the probes --------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy: dataclasses to dicts, numpy scalars to Python, NaN/inf to None, keys to str."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return _plain(asdict(value))
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _normalised(cmap: float, chance: float) -> float:
+    """Above-chance share of cMAP: (cmap − chance) / (1 − chance), 0 = chance, 1 = perfect."""
+    return (cmap - chance) / (1.0 - chance) if chance < 1.0 else 0.0
+
+
+def _leakage(clips: Clips, labels: Labels, cfg: ProbeConfig) -> dict[str, Any]:
+    """Every attacker on every attribute; an attribute the probe cannot score is skipped by name."""
+    from pipeline.probes.leakage import attack
+
+    attacks, skipped = [], {}
+    for name, values in labels.attributes.items():
+        for attacker_name, attacker in cfg.leakage.attackers.items():
+            try:
+                result = attack(
+                    clips,
+                    values,
+                    labels.splits,
+                    attacker,
+                    attribute=name,
+                    attacker_name=attacker_name,
+                    cfg=cfg.leakage,
+                )
+            except ProbeError as err:
+                skipped[name] = str(err)
+                break
+            attacks.append(_plain(result) | {"leakage": _normalised(result.cmap, result.chance)})
+    if not attacks:
+        raise ProbeError(
+            "no attribute could be scored: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        )
+    return {"attacks": attacks, "skipped": skipped}
+
+
+def _reid(clips: Clips, labels: Labels, split: str | None) -> Any:
+    from pipeline.probes.reid import probe_reid
+
+    videos = None if split is None else [v for v, s in labels.splits.items() if s == split]
+    metrics = _plain(probe_reid(clips, labels.identity, videos))
+    return metrics | {"split": split}
+
+
+def _bias(clips: Clips, labels: Labels, cfg: ProbeConfig) -> Any:
+    from pipeline.probes.bias import probe_bias
+
+    group = labels.bias_group
+    groups = labels.attributes[group] if group else {}
+    metrics = _plain(probe_bias(clips, labels.actions, labels.bias_splits, groups, cfg.bias))
+    return metrics | {"group_attribute": group}
+
+
+def _probe_functions(
+    es: EmbeddingSet, labels: Labels, config: ProbeRunConfig, cfg: ProbeConfig
+) -> dict[str, Callable[[], Any]]:
+    from pipeline.probes import action, anomaly, temporal
+
+    motion = es.motion
+    return {
+        "action": lambda: _plain(action.probe_action(motion, labels.actions, labels.splits, cfg.action)),
+        "temporal": lambda: _plain(
+            temporal.probe_temporal(motion, labels.segments, labels.splits, cfg.temporal)
+        ),
+        "anomaly": lambda: _plain(
+            anomaly.probe_anomaly(
+                motion, labels.anomaly, labels.splits, labels.num_frames, labels.fps, cfg.anomaly
+            )
+        ),
+        "leakage_static": lambda: _leakage(es.static, labels, cfg) if es.static is not None else None,
+        "leakage_motion": lambda: _leakage(motion, labels, cfg),
+        "reid": lambda: _reid(motion, labels, config.reid_split),
+        "bias": lambda: _bias(motion, labels, cfg),
+    }
+
+
+def _run_one(function: Callable[[], Any]) -> ProbeOutcome:
+    start = time.perf_counter()
+    try:
+        metrics = function()
+    except ProbeError as err:
+        return ProbeOutcome(status="skipped", reason=str(err), seconds=round(time.perf_counter() - start, 3))
+    return ProbeOutcome(status="ok", seconds=round(time.perf_counter() - start, 3), metrics=metrics)
+
+
+def probe_set(
+    es: EmbeddingSet,
+    labels: Labels,
+    config: ProbeRunConfig,
+    plan: Mapping[str, ProbeOutcome],
+    on_probe: Callable[[str, str, ProbeOutcome], None] | None = None,
+) -> SetRecord:
+    """Every probe of `PROBES` on one embedding set; skipped ones carry their reason."""
+    cfg = config.effective()
+    functions = _probe_functions(es, labels, config, cfg)
+    outcomes = {}
+    for name in PROBES:
+        task = plan[TASK_OF[name]]
+        if task.status == "skipped":
+            outcome = task
+        elif name == "leakage_static" and es.static is None:
+            outcome = ProbeOutcome(status="skipped", reason=es.no_static)
+        else:
+            outcome = _run_one(functions[name])
+        outcomes[name] = outcome
+        if on_probe is not None:
+            on_probe(es.name, name, outcome)
+    return SetRecord(name=es.name, kind=es.kind, source=es.source, counts=es.counts(), probes=outcomes)
+
+
+def brief(name: str, outcome: ProbeOutcome) -> str:
+    """One line about one probe's outcome, for progress output."""
+    if outcome.status == "skipped" or outcome.metrics is None:
+        return f"{name}: skipped ({outcome.reason})"
+    m = outcome.metrics
+    text = {
+        "action": lambda: f"top-1 {m['top1']:.3f} (chance {m['chance_top1']:.3f})",
+        "temporal": lambda: f"mAP {m['map']:.3f}",
+        "anomaly": lambda: f"frame AUC {m['auc']:.3f} (chance 0.5)",
+        "reid": lambda: f"top-1 {m['top1']:.3f} (chance {m['chance_top1']:.3f})",
+        "bias": lambda: f"Δ {m['delta']:.3f}, accuracy {m['accuracy']:.3f}",
+    }.get(name)
+    if text is not None:
+        detail = text()
+    else:
+        worst = max(m["attacks"], key=lambda a: a["leakage"])
+        detail = (
+            f"worst cMAP {worst['cmap']:.3f} ({worst['attribute']}, {worst['attacker']}; "
+            f"chance {worst['chance']:.3f})"
+        )
+    return f"{name}: {detail} in {outcome.seconds or 0:.1f} s"
+
+
+# --- the flow ------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _tracker(total: int, bar: bool, echo: Callable[[str], None] | None) -> Iterator[Callable[..., None]]:
+    """Calls per finished probe: a progress bar on a terminal, else one line per probe via `echo`."""
+    if bar:
+        from flows.progress import progress
+
+        with progress("probe", total, "probes", bar=True) as advance:
+            yield lambda set_name, name, outcome: advance()
+        return
+
+    def line(set_name: str, name: str, outcome: ProbeOutcome) -> None:
+        if echo is not None:
+            echo(f"probe [{set_name}] {brief(name, outcome)}")
+
+    yield line
+
+
+def store_summary(url: str, view: CacheView, labels: Labels) -> dict[str, Any]:
+    return {
+        "url": url,
+        "encoder_id": view.attrs.encoder_id,
+        "attrs": view.attrs.model_dump(mode="json"),
+        "counts": {
+            "videos": int(view.videos.num_rows),
+            "motion_clips": int(view.clips.num_rows),
+            "static_clips": int(view.static_clips.num_rows),
+            "errors": int(view.errors.num_rows),
+        },
+        "labels": labels.counts(),
+        "attributes": sorted(labels.attributes),
+        "bias_group": labels.bias_group,
+    }
+
+
+def write_record(out: Path, record: ProbeRecord) -> Path:
+    """Write PROBE_DIR/probe.json atomically (temporary file, then rename)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; pass a folder for the probe results")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / PROBE_JSON
+    tmp = out / f".{PROBE_JSON}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(record.model_dump(mode="json"), indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def probe(
+    store: str | Path,
+    out: str | Path,
+    config: ProbeRunConfig | None = None,
+    *,
+    adapters: Sequence[str | Path] = (),
+    published: Sequence[str | Path] = (),
+    bar: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> ProbeResult:
+    """Probe the raw embeddings of `store` and every anonymized set (each adapter in `adapters`, each
+    partition under each folder in `published`); write OUT/probe.json last."""
+    from stores.latent_cache import LatentCache
+
+    config = config or ProbeRunConfig()
+    start = time.perf_counter()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; pass a folder for the probe results")
+    cache = LatentCache.open(store)
+    view = cache.read()
+    labels = labels_of(view.videos)
+    read_s = time.perf_counter() - start
+
+    sets = [raw_set(view)]
+    for folder in adapters:
+        sets.append(adapter_set(view, Path(folder), f"adapter:{Path(folder).name}"))
+    for folder in published:
+        sets.extend(published_sets(view, Path(folder)))
+    sets = _unique_names(sets)
+    load_s = time.perf_counter() - start - read_s
+
+    plan = plan_tasks(labels, config.tasks)
+    records = []
+    with _tracker(len(sets) * len(PROBES), bar, echo) as on_probe:
+        for es in sets:
+            records.append(probe_set(es, labels, config, plan, on_probe))
+    total_s = time.perf_counter() - start
+    dumped = config.model_dump(mode="json") | {"probes": config.effective().model_dump(mode="json")}
+    record = ProbeRecord(
+        schema_version=SCHEMA_VERSION,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        config=dumped,
+        store=store_summary(cache.url, view, labels),
+        tasks=plan,
+        sets=records,
+        timings_s={
+            "read_store": round(read_s, 3),
+            "load_sets": round(load_s, 3),
+            "probes": round(total_s - read_s - load_s, 3),
+            "total": round(total_s, 3),
+        },
+    )
+    return ProbeResult(write_record(out, record), record, total_s)
+
+
+def load_record(probe_dir: str | Path) -> ProbeRecord:
+    """Read PROBE_DIR/probe.json; refuses a newer schema version or a damaged file with a clear error."""
+    path = Path(probe_dir) / PROBE_JSON
+    if not path.is_file():
+        raise ConfigError(f"{probe_dir}: no {PROBE_JSON}; pass the --out of `aam-pipeline probe`")
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise StoreError(f"{path} is not readable JSON ({err}); rerun `aam-pipeline probe`") from err
+    if not isinstance(raw, dict) or raw.get("kind") != KIND:
+        raise StoreError(f"{path} is not a probe record (kind {KIND!r}); pass the --out of a probe run")
+    version = raw.get("schema_version")
+    if not isinstance(version, int):
+        raise StoreError(f"{path} has no valid schema_version ({version!r}); rerun `aam-pipeline probe`")
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path} was written by a newer aam-pipeline (schema_version {version}, this one reads up to "
+            f"{SCHEMA_VERSION}); upgrade aam-pipeline"
+        )
+    try:
+        return ProbeRecord.model_validate(raw)
+    except ValidationError as err:
+        raise StoreError(f"{path}: unreadable probe record ({err.errors()[0]['msg']}); rerun probe") from err
