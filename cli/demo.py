@@ -35,5 +35,9 @@ def demo(
         f"  extract  {e.ok} extracted, {e.skipped} already there, {e.failed} failed; "
         f"{e.motion_clips} motion + {e.static_clips} static clips in {e.seconds:.0f} s -> {e.store}"
     )
+    typer.echo(f"  probe    {result.probe.path}")
+    typer.echo(f"  report   {result.report.out}/report.md")
+    for line in result.summary:
+        typer.echo(f"    {line}")
     if result.stages_missing:
         typer.echo(f"  not yet part of the pipeline: {', '.join(result.stages_missing)}")
