@@ -1,23 +1,32 @@
 """Decoding in worker processes, isolated per input, feeding the encoder in the main process.
 
-Each worker takes one input at a time and streams its clips back in bounded chunks through a bounded
-queue, so memory stays bounded by `workers x queue depth x chunk`, whatever the video length. A
-worker that dies (a decoder crash on a corrupt stream) costs only the input it held: that input is
-reported as failed and a fresh worker takes its place.
+Each worker owns one pipe to this process and decodes one input at a time, streaming its clips back in
+bounded chunks with blocking sends. A thread here receives from every pipe into a bounded queue, so
+decoding goes on while the caller encodes. Memory stays bounded by `(workers x (depth + 2)) x chunk`,
+whatever the video length.
+
+A worker that dies (a decoder crash on a corrupt stream) costs only the input it held: that input is
+reported as failed and a fresh worker takes the next one. Workers share no queue or lock, so a death
+in the middle of a send cannot lose or garble another input's events, and every event a worker sent
+before it died is delivered. Workers never import torch (decoding does not need it): they start fast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import queue
-import time
-from collections.abc import Iterator
+import signal
+import threading
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from pipeline.data.clips import ClipSpec
-from pipeline.data.decode import ClipChunk, MediaPlan, decode_chunks, plan_media
-from pipeline.data.transforms import Preprocess
+from pipeline.data.decode import ClipChunk, FrameSize, MediaPlan, decode_chunks, plan_media
 from pipeline.errors import PipelineError
 
 
@@ -56,9 +65,12 @@ Event = Planned | Chunk | Done | Failed
 @dataclass(frozen=True)
 class DecodeSettings:
     spec: ClipSpec
-    preprocess: Preprocess
+    frame: FrameSize
     reader: str = "decord"
     chunk: int = 16
+
+
+DecodeFn = Callable[[DecodeJob, DecodeSettings], Iterator[Event]]
 
 
 def decode_one(job: DecodeJob, settings: DecodeSettings) -> Iterator[Event]:
@@ -66,7 +78,7 @@ def decode_one(job: DecodeJob, settings: DecodeSettings) -> Iterator[Event]:
     try:
         plan = plan_media(job.path, settings.spec, settings.reader)
         yield Planned(job.video_id, plan)
-        for chunk in decode_chunks(job.path, plan, settings.preprocess, settings.chunk, settings.reader):
+        for chunk in decode_chunks(job.path, plan, settings.frame, settings.chunk, settings.reader):
             yield Chunk(job.video_id, chunk)
         yield Done(job.video_id)
     except PipelineError as err:
@@ -75,87 +87,200 @@ def decode_one(job: DecodeJob, settings: DecodeSettings) -> Iterator[Event]:
         yield Failed(job.video_id, f"{type(err).__name__}: {err}")
 
 
-def _worker(worker_id: int, jobs: Any, events: Any, settings: DecodeSettings) -> None:
-    while True:
-        job = jobs.get()
-        if job is None:
-            return
-        events.put(("start", worker_id, job.video_id))
-        for event in decode_one(job, settings):
-            events.put(("event", worker_id, event))
-
-
-def decode_inline(jobs: list[DecodeJob], settings: DecodeSettings) -> Iterator[Event]:
+def decode_inline(
+    jobs: list[DecodeJob], settings: DecodeSettings, decode: DecodeFn = decode_one
+) -> Generator[Event, None, None]:
     """Decode in this process, one input after another (no isolation; for tests and debugging)."""
     for job in jobs:
-        yield from decode_one(job, settings)
+        yield from decode(job, settings)
 
 
 def decode_in_workers(
-    jobs: list[DecodeJob], settings: DecodeSettings, workers: int, depth: int = 4
-) -> Iterator[Event]:
-    """Decode `jobs` in `workers` processes; events of different inputs interleave, those of one input
-    arrive in order. Ends when every job has produced a `Done` or `Failed`."""
-    ctx = mp.get_context("spawn")
-    job_q: Any = ctx.Queue()
-    event_q: Any = ctx.Queue(maxsize=max(2, workers * depth))
-    for job in jobs:
-        job_q.put(job)
-    procs: dict[int, Any] = {}
-    holding: dict[int, str] = {}  # worker id -> video id it is decoding
-    next_id = 0
+    jobs: list[DecodeJob],
+    settings: DecodeSettings,
+    workers: int,
+    depth: int = 4,
+    decode: DecodeFn = decode_one,
+) -> Generator[Event, None, None]:
+    """Decode `jobs` in `workers` spawned processes; events of different inputs interleave, those of one
+    input arrive in order. Ends when every job has produced a `Done` or `Failed`.
 
-    def start_worker() -> None:
-        nonlocal next_id
-        proc = ctx.Process(target=_worker, args=(next_id, job_q, event_q, settings), daemon=True)
-        proc.start()
-        procs[next_id] = proc
-        next_id += 1
-
-    for _ in range(min(workers, len(jobs))):
-        start_worker()
-    remaining = {j.video_id for j in jobs}
-    last_check = time.monotonic()
+    `decode` runs in the workers (a module-level function, so that it pickles by name). Closing the
+    generator early stops the workers."""
+    if not jobs:
+        return
+    events: queue.Queue[Any] = queue.Queue(maxsize=max(2, workers * depth))
+    pool = _Pool(jobs, settings, max(1, workers), decode, events)
+    thread = threading.Thread(target=pool.run, name="aam-decode-pool", daemon=True)
+    thread.start()
     try:
-        while remaining:
-            try:
-                tag, worker_id, payload = event_q.get(timeout=0.5)
-            except queue.Empty:
-                tag = None
-            if tag is None or time.monotonic() - last_check > 1.0:
-                last_check = time.monotonic()
-                yield from _reap_dead(procs, holding, remaining, start_worker)
-            if tag is None:
-                continue
-            if tag == "start":
-                holding[worker_id] = payload
-                continue
-            event: Event = payload
-            if event.video_id not in remaining:
-                continue  # already reported failed: its worker died with events still queued
-            if isinstance(event, Done | Failed):
-                remaining.discard(event.video_id)
-                holding.pop(worker_id, None)
-            yield event
+        while True:
+            item = events.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
     finally:
-        for _ in procs:
-            job_q.put(None)
-        for proc in procs.values():
-            proc.join(timeout=2)
-            if proc.is_alive():
-                proc.terminate()
+        pool.stopping.set()
+        thread.join()
+        pool.shutdown()
 
 
-def _reap_dead(
-    procs: dict[int, Any], holding: dict[int, str], remaining: set[str], start_worker: Any
-) -> Iterator[Event]:
-    for worker_id, proc in list(procs.items()):
-        if proc.is_alive():
-            continue
-        del procs[worker_id]
-        video_id = holding.pop(worker_id, None)
-        if video_id is not None and video_id in remaining:
-            remaining.discard(video_id)
-            yield Failed(video_id, f"decoder crashed (worker exit code {proc.exitcode})")
-        if remaining:
-            start_worker()
+_END = object()
+
+
+def _worker(conn: Connection, settings: DecodeSettings, decode: DecodeFn) -> None:
+    # Ctrl-C reaches the whole process group; the parent shuts its workers down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        while (job := conn.recv()) is not None:
+            try:
+                for event in decode(job, settings):
+                    conn.send(event)
+            except (EOFError, OSError):
+                raise
+            except Exception as err:  # a bug, not a bad file: report it against this input, go on
+                conn.send(Failed(job.video_id, f"unexpected {type(err).__name__} while decoding: {err}"))
+    except (EOFError, OSError):  # the parent is gone or closed the pipe
+        return
+
+
+@dataclass
+class _Worker:
+    proc: BaseProcess
+    conn: Connection
+    job: DecodeJob | None = None
+
+
+class _Pool:
+    """Runs in one thread of the caller's process: starts workers, hands out jobs, relays events."""
+
+    def __init__(
+        self,
+        jobs: list[DecodeJob],
+        settings: DecodeSettings,
+        workers: int,
+        decode: DecodeFn,
+        events: queue.Queue[Any],
+    ) -> None:
+        self.ctx = mp.get_context("spawn")
+        self.todo = deque(jobs)
+        self.unfinished = len(jobs)  # jobs without their Done or Failed yet
+        self.settings = settings
+        self.size = min(workers, len(jobs))
+        self.decode = decode
+        self.events = events
+        self.workers: list[_Worker] = []
+        self.started = 0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        try:
+            for _ in range(self.size):
+                self._start()
+            while self.unfinished and not self.stopping.is_set():
+                by_conn = {w.conn: w for w in self.workers}
+                by_sentinel = {w.proc.sentinel: w for w in self.workers}
+                for ready in wait([*by_conn, *by_sentinel], timeout=0.5):
+                    if isinstance(ready, Connection):
+                        worker = by_conn[ready]
+                        if worker in self.workers:  # not buried earlier in this round
+                            self._receive(worker)
+                    elif isinstance(ready, int) and by_sentinel[ready] in self.workers:
+                        self._bury(by_sentinel[ready])
+            self._put(_END)
+        except BaseException as err:
+            self._put(err)
+
+    def shutdown(self) -> None:
+        """Stop every worker: politely after a complete run, at once after an early stop."""
+        finished = not self.unfinished
+        for w in self.workers:
+            if finished:
+                with contextlib.suppress(OSError):
+                    w.conn.send(None)
+            else:
+                w.proc.terminate()
+        for w in self.workers:
+            w.proc.join(timeout=5)
+            if w.proc.is_alive():
+                w.proc.terminate()
+                w.proc.join(timeout=5)
+            w.conn.close()
+        self.workers = []
+
+    def _start(self) -> None:
+        parent, child = self.ctx.Pipe(duplex=True)
+        proc = self.ctx.Process(
+            target=_worker,
+            args=(child, self.settings, self.decode),
+            name=f"aam-decode-{self.started}",
+            daemon=True,
+        )
+        proc.start()
+        child.close()  # so that the worker's death reads as end-of-file here
+        self.started += 1
+        worker = _Worker(proc, parent)
+        self.workers.append(worker)
+        self._assign(worker)
+
+    def _assign(self, worker: _Worker) -> None:
+        if not self.todo:
+            return
+        job = self.todo.popleft()
+        try:
+            worker.conn.send(job)
+        except OSError:  # the worker is gone and never got the job: its sentinel buries it
+            self.todo.appendleft(job)
+            return
+        worker.job = job
+
+    def _receive(self, worker: _Worker) -> None:
+        try:
+            event = worker.conn.recv()
+        except (EOFError, OSError):
+            self._bury(worker)
+            return
+        self._relay(worker, event)
+        if worker.job is None:
+            self._assign(worker)
+
+    def _relay(self, worker: _Worker, event: Event) -> None:
+        if worker.job is None or event.video_id != worker.job.video_id:
+            return  # cannot happen with a well-behaved decode function; never misattribute
+        if isinstance(event, Done | Failed):
+            worker.job = None
+            self.unfinished -= 1
+        self._put(event)
+
+    def _bury(self, worker: _Worker) -> None:
+        """A worker died: deliver what it sent completely, fail the input it held, replace it."""
+        while True:
+            try:
+                if not worker.conn.poll():
+                    break
+                self._relay(worker, worker.conn.recv())
+            except (EOFError, OSError):
+                break
+        worker.proc.join(timeout=30)  # it closed its pipe: it is exiting, if slowly on a busy machine
+        if worker.proc.is_alive():
+            worker.proc.kill()
+            worker.proc.join()
+        self.workers.remove(worker)
+        worker.conn.close()
+        if worker.job is not None:
+            self.unfinished -= 1
+            self._put(
+                Failed(worker.job.video_id, f"decoder crashed (worker exit code {worker.proc.exitcode})")
+            )
+        if self.todo:
+            self._start()
+
+    def _put(self, item: Any) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.events.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue

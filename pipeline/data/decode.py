@@ -10,12 +10,31 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from pipeline.data.clips import ClipSpec, cut_clips, plan_static, plan_windows, window_times
-from pipeline.data.transforms import Preprocess
 from pipeline.data.video import get_reader, is_image, read_image, scaled_size
+
+
+class FrameGeometry(Protocol):
+    """What decoding needs of an encoder's preprocessing (a `transforms.Preprocess` is one). Decoding
+    never imports torch, so decode worker processes start fast and stay small."""
+
+    @property
+    def resize(self) -> int: ...
+
+    @property
+    def crop(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class FrameSize:
+    """Short side after resizing and side of the centre crop, in pixels."""
+
+    resize: int
+    crop: int
 
 
 @dataclass
@@ -70,9 +89,10 @@ def plan_media(path: str | Path, spec: ClipSpec, reader: str = "decord") -> Medi
 
 
 def decode_chunks(
-    path: str | Path, plan: MediaPlan, pre: Preprocess, chunk: int = 16, reader: str = "decord"
+    path: str | Path, plan: MediaPlan, pre: FrameGeometry, chunk: int = 16, reader: str = "decord"
 ) -> Iterator[ClipChunk]:
-    """Stream the clips of `plan` out of one decoding pass, at most `chunk` clips per yield."""
+    """Stream the clips of `plan` out of one decoding pass, at most `chunk` clips per yield; frames
+    come resized (short side `pre.resize`) and centre-cropped to `pre.crop` x `pre.crop`."""
     crop = pre.crop
     if plan.kind == "image":
         image = read_image(path)
