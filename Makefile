@@ -50,10 +50,10 @@ encoder: install
 	@$(VENV)/bin/aam-pipeline pretrain-encoder --seed 0
 
 bench: install
-	@$(PY) benchmarks/run_cpu.py
+	@$(PY) benchmarks/bench_extract.py
 
 bench-gpu: install
-	@$(PY) benchmarks/run_gpu.py
+	@$(PY) benchmarks/bench_extract.py --gpu
 
 clean:
 	rm -rf $(DEMO_OUT) bench-out .pytest_cache .mypy_cache .ruff_cache
