@@ -1,0 +1,174 @@
+"""Typed, frozen configs of the adapter stage: the architecture, the objective, the training run.
+
+Defaults live here and only here; every config is written whole into the adapter artifact. Unknown
+keys are errors (`extra="forbid"`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Variant = Literal["clip", "paper"]
+DEFAULT_ERASE_DIMS = 32
+TaskName = Literal["action", "detection", "anomaly"]
+ObjectiveName = Literal["paper", "default"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AdapterConfig(_Frozen):
+    """Architecture of the Anonymizing Adapter Module.
+
+    `clip` (default): a clip's output depends on that clip alone. Attention runs over the clip's own
+    token sequence: its cached temporal tokens `[T', D]` when `temporal` is set, else its pooled `[D]`
+    vector cut into `tokens` pieces of `D/tokens`, each lifted to `width`. Residual MLP blocks follow.
+    `paper`: the released code, attention across the clips of a mini-batch (comparison only).
+    """
+
+    dim: int = Field(gt=0, description="D, the encoder's pooled embedding size")
+    variant: Variant = "clip"
+    layers: int = Field(3, ge=0, description="residual self-attention layers")
+    heads: int = Field(8, ge=1)
+    tokens: int = Field(8, ge=1, description="S: pieces the pooled vector is cut into (clip variant)")
+    width: int = Field(64, ge=1, description="attention width of a lifted piece (clip variant)")
+    temporal: bool = Field(False, description="attend over the cached temporal tokens [T', D] instead")
+    mlp_blocks: int = Field(1, ge=0, description="residual MLP blocks after attention (clip variant)")
+    mlp_ratio: float = Field(1.0, gt=0)
+    erase_dims: int = Field(
+        0,
+        ge=0,
+        description="k: linear eraser of the k output directions most "
+        "predictable from the video's raw static look (fitted, see nullspace.py)",
+    )
+    micro_batch: int = Field(64, ge=1, description="fixed inference kernel shape; rows are zero-padded")
+
+    @model_validator(mode="after")
+    def _shapes(self) -> AdapterConfig:
+        if self.variant == "paper" and self.dim % self.heads:
+            raise ValueError(f"paper variant: dim {self.dim} is not divisible by heads {self.heads}")
+        if self.variant == "paper" and self.erase_dims:
+            raise ValueError("the paper variant has no eraser; set erase_dims=0")
+        if self.erase_dims > self.dim:
+            raise ValueError(f"erase_dims {self.erase_dims} exceeds dim {self.dim}")
+        if self.variant == "clip":
+            if self.temporal and self.dim % self.heads:
+                raise ValueError(f"temporal tokens: dim {self.dim} is not divisible by heads {self.heads}")
+            if not self.temporal and self.dim % self.tokens:
+                raise ValueError(f"dim {self.dim} is not divisible by tokens {self.tokens}")
+            if not self.temporal and self.width % self.heads:
+                raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+        return self
+
+
+class TaskWeights(_Frozen):
+    """Per-task weights inside L_T; 0 switches a task off (to measure it later as an unseen task)."""
+
+    action: float = Field(1.0, ge=0)
+    detection: float = Field(1.0, ge=0)
+    anomaly: float = Field(1.0, ge=0)
+
+    def enabled(self) -> tuple[TaskName, ...]:
+        """Names of the tasks with a positive weight."""
+        names: tuple[TaskName, ...] = ("action", "detection", "anomaly")
+        return tuple(n for n in names if getattr(self, n) > 0)
+
+
+class ObjectiveConfig(_Frozen):
+    """L = ω_LC·L_LC + ω_T·L_T − ω_B·L_B − ω_X·L_X + ω_H·L_H (design §2; L_X and L_H are ours).
+
+    L_B: NT-Xent over the adapter outputs of two static clips per video (maximised).
+    L_X (`cross_view`): NT-Xent between the adapter output of a motion clip and of a static clip of
+    the same video (maximised). `clamp_privacy` caps L_B and L_X at their chance value log(2N-1):
+    pushing pairs apart beyond "indistinguishable" earns nothing (anti-similarity is a fingerprint
+    too) and the maximisation stays bounded.
+    L_H (`independence`): kernel dependence (normalised HSIC, in [0, 1]) between the anonymised motion
+    clip and the RAW static embedding of its video, within action classes (minimised).
+    The paper preset is ω_LC=100, ω_T=1, ω_B=1 with L_X and L_H off and no clamp.
+    """
+
+    name: ObjectiveName = "default"
+    lc: float = Field(10.0, ge=0, description="ω_LC")
+    task: float = Field(1.0, ge=0, description="ω_T")
+    privacy: float = Field(1.0, ge=0, description="ω_B")
+    tau: float = Field(0.1, gt=0)
+    tasks: TaskWeights = TaskWeights()
+    clamp_privacy: bool = True
+    cross_view: float = Field(1.0, ge=0, description="ω_X")
+    independence: float = Field(10.0, ge=0, description="ω_H")
+
+
+def paper_objective(tasks: TaskWeights | None = None) -> ObjectiveConfig:
+    """The paper's objective: ω_LC=100, ω_T=1, ω_B=1, nothing else."""
+    return ObjectiveConfig(
+        name="paper",
+        lc=100.0,
+        task=1.0,
+        privacy=1.0,
+        tasks=tasks or TaskWeights(),
+        clamp_privacy=False,
+        cross_view=0.0,
+        independence=0.0,
+    )
+
+
+def default_objective(tasks: TaskWeights | None = None) -> ObjectiveConfig:
+    """Our default objective: ω_LC=10, ω_T=1, clamped L_B and L_X, ω_H=10 (see ObjectiveConfig)."""
+    return ObjectiveConfig(tasks=tasks or TaskWeights())
+
+
+def objective(name: ObjectiveName, tasks: TaskWeights | None = None) -> ObjectiveConfig:
+    """The named objective preset (`--objective paper|default`)."""
+    return paper_objective(tasks) if name == "paper" else default_objective(tasks)
+
+
+class TrainConfig(_Frozen):
+    """One training run. `lr` is given at `base_batch` and scaled linearly with `batch_size`."""
+
+    adapter: AdapterConfig
+    objective: ObjectiveConfig = ObjectiveConfig()
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(512, ge=2)
+    lr: float = Field(1e-4, gt=0)
+    base_batch: int = Field(512, ge=1)
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_epochs: int = Field(0, ge=0, description="reconstruction-only epochs (L_LC alone) first")
+    sequences_per_step: int = Field(8, ge=1, description="detection / anomaly videos per step")
+    privacy_videos: int = Field(
+        128, ge=2, description="at most this many videos per step in the privacy terms"
+    )
+    select_tolerance: float = Field(
+        0.0, ge=0, description="keep the latest epoch whose val action accuracy is within this of the best"
+    )
+    seed: int = 0
+    device: str = "cpu"
+
+    @property
+    def scaled_lr(self) -> float:
+        """The learning rate actually used: lr × batch_size / base_batch."""
+        return self.lr * self.batch_size / self.base_batch
+
+
+def train_recipe(name: ObjectiveName, dim: int, **overrides: object) -> TrainConfig:
+    """The measured recipe of an objective, for a store of embedding size `dim`.
+
+    `paper`: the paper variant and objective, batch 512, lr 1e-4, 100 epochs (the released settings).
+    `default`: the clip variant with a 32-direction eraser, our objective, batch 128, lr 1e-3 at 512.
+    `overrides` replace TrainConfig fields (e.g. epochs=30, seed=1).
+    """
+    if name == "paper":
+        base: dict[str, object] = {
+            "adapter": AdapterConfig(dim=dim, variant="paper"),
+            "objective": paper_objective(),
+        }
+    else:
+        base = {
+            "adapter": AdapterConfig(dim=dim, erase_dims=min(DEFAULT_ERASE_DIMS, dim // 2)),
+            "objective": default_objective(),
+            "batch_size": 128,
+            "lr": 1e-3,  # at base_batch 512, i.e. 2.5e-4 at batch 128
+        }
+    return TrainConfig.model_validate({**base, **overrides})

@@ -1,0 +1,400 @@
+"""Training of the adapter on cached latents held in memory (streaming is the flow's business).
+
+Shapes: B clips of a step, P videos of a step (their positive pairs), V videos, L clips per video,
+D embedding size, C classes.
+
+One step: B training motion clips (shuffled); for up to `privacy_videos` of their videos, two of the
+video's cached static clips (drawn afresh each step); `sequences_per_step` untrimmed detection videos
+and anomaly videos as whole clip sequences. The adapter and the task heads take one AdamW step on the
+objective (config.ObjectiveConfig). With `erase_dims`, the adapter's linear eraser is refitted in closed
+form before every epoch (nullspace.py). Only video membership, static clips and task labels are used:
+never a private attribute.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.adapter import losses
+from pipeline.adapter.config import ObjectiveConfig, TrainConfig
+from pipeline.adapter.data import AdapterData
+from pipeline.adapter.errors import AdapterError
+from pipeline.adapter.heads import TaskHeads
+from pipeline.adapter.model import ClipAdapter, build_adapter
+from pipeline.adapter.nullspace import fit_nullspace
+
+OnEpoch = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainResult:
+    """The selected adapter (eval mode, CPU), its co-trained task heads and the run's history."""
+
+    model: nn.Module
+    heads: TaskHeads
+    config: TrainConfig
+    history: list[dict[str, float]]  # one dict of metrics per epoch
+    best_epoch: int  # 0-based index into history
+    val_action_acc: float  # NaN without validation action labels
+    data_checksum: str
+    seconds: float
+
+
+@dataclass
+class _Index:
+    """Integer plans over `AdapterData`, computed once."""
+
+    train_clips: np.ndarray  # (Nt,) motion rows of training videos
+    val_clips: np.ndarray  # (Nv,) motion rows of validation videos with an action label
+    clip_start: np.ndarray  # (V+1,) motion rows of video v: clip_start[v]:clip_start[v+1]
+    static_rows: np.ndarray  # (M,) static rows sorted by video
+    static_start: np.ndarray  # (V+1,) into static_rows
+    video_action: np.ndarray  # (V,) the video's action (-1 = none / mixed)
+    detection_videos: np.ndarray  # training videos with detection labels
+    anomaly_videos: dict[int, np.ndarray] = field(default_factory=dict)  # bag label -> training videos
+
+    @classmethod
+    def build(cls, data: AdapterData) -> _Index:
+        V = data.num_videos
+        train_video = data.split == "train"
+        counts = np.bincount(data.video, minlength=V)
+        clip_start = np.concatenate([[0], np.cumsum(counts)])
+        static_rows = np.argsort(data.static_video, kind="stable")
+        static_start = np.concatenate([[0], np.cumsum(np.bincount(data.static_video, minlength=V))])
+        action = data.action if data.action is not None else np.full(len(data.video), -1)
+        video_action = np.full(V, -1)
+        labelled = action >= 0
+        video_action[data.video[labelled]] = action[labelled]
+        val = (data.split[data.video] == "val") & labelled
+        detection_videos = np.zeros(0, np.int64)
+        if data.detection is not None:
+            has = np.zeros(V, bool)
+            has[data.video[data.detection >= 0]] = True
+            detection_videos = np.flatnonzero(has & train_video)
+        anomaly_videos: dict[int, np.ndarray] = {}
+        if data.anomaly is not None:
+            anomaly_videos = {b: np.flatnonzero((data.anomaly == b) & train_video) for b in (0, 1)}
+        return cls(
+            train_clips=np.flatnonzero(train_video[data.video]),
+            val_clips=np.flatnonzero(val),
+            clip_start=clip_start,
+            static_rows=static_rows,
+            static_start=static_start,
+            video_action=video_action,
+            detection_videos=detection_videos,
+            anomaly_videos=anomaly_videos,
+        )
+
+    def static_pairs(self, videos: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Two distinct static rows of each video (each must have >= 2): (P,), (P,)."""
+        start, count = self.static_start[videos], np.diff(self.static_start)[videos]
+        i = (rng.random(len(videos)) * count).astype(np.int64)
+        j = (i + 1 + (rng.random(len(videos)) * (count - 1)).astype(np.int64)) % count
+        return self.static_rows[start + i], self.static_rows[start + j]
+
+
+def _padded(index: _Index, videos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Motion rows of whole videos as a padded (V, L) matrix and its mask (padding rows point at 0)."""
+    counts = np.diff(index.clip_start)[videos]
+    L = int(counts.max())
+    rows = index.clip_start[videos][:, None] + np.arange(L)[None, :]
+    mask = np.arange(L)[None, :] < counts[:, None]
+    return np.where(mask, rows, 0), mask
+
+
+def _check(data: AdapterData, cfg: TrainConfig) -> None:
+    data.validate()
+    if cfg.adapter.dim != data.dim:
+        raise AdapterError(
+            f"adapter config has dim {cfg.adapter.dim} but the data has dim {data.dim}; "
+            "build AdapterConfig with dim from the store"
+        )
+    if cfg.adapter.temporal and data.tokens is None:
+        raise AdapterError(
+            "adapter attends over temporal tokens but the data has none; extract with --tokens"
+        )
+
+
+class _Step:
+    """Everything one optimisation step needs, as tensors on the training device."""
+
+    def __init__(self, data: AdapterData, cfg: TrainConfig, device: torch.device) -> None:
+        self.data, self.cfg = data, cfg
+        self.device = device
+        self.motion = torch.as_tensor(data.motion, dtype=torch.float32, device=device)
+        self.static = torch.as_tensor(data.static, dtype=torch.float32, device=device)
+        self.tokens = None if data.tokens is None else torch.as_tensor(data.tokens, device=device)
+        n = len(data.motion)
+        self.action = torch.as_tensor(
+            data.action if data.action is not None else np.full(n, -1), device=device
+        )
+        self.detection = None if data.detection is None else torch.as_tensor(data.detection, device=device)
+        self.video_action = torch.as_tensor(self._video_action(data), device=device)
+        counts = np.bincount(data.static_video, minlength=data.num_videos).clip(min=1)
+        mean = np.zeros((data.num_videos, data.dim), np.float64)
+        np.add.at(mean, data.static_video, data.static)
+        self.static_mean = torch.as_tensor(
+            (mean / counts[:, None]).astype(np.float32), device=device
+        )  # (V, D)
+
+    @staticmethod
+    def _video_action(data: AdapterData) -> np.ndarray:
+        out = np.full(data.num_videos, -1)
+        if data.action is not None:
+            lab = data.action >= 0
+            out[data.video[lab]] = data.action[lab]
+        return out
+
+    def rows(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Cached embeddings (and tokens) of motion rows `idx`: (n, D), (n, T', D)."""
+        t = torch.as_tensor(idx, device=self.device)
+        return self.motion[t], None if self.tokens is None else self.tokens[t]
+
+    def static_rows(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Static clips `idx`: (n, D), and as T' identical tokens (n, T', D) when tokens are used."""
+        x = self.static[torch.as_tensor(idx, device=self.device)]
+        if self.tokens is None:
+            return x, None
+        return x, x[:, None].expand(-1, self.tokens.shape[1], -1)
+
+
+def train_adapter(data: AdapterData, cfg: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
+    """Train an adapter on `data` with `cfg`; select the epoch by validation action accuracy.
+
+    `on_epoch(epoch, metrics)` receives every epoch's loss terms and validation metrics.
+    """
+    _check(data, cfg)
+    started = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    device = torch.device(cfg.device)
+    obj: ObjectiveConfig = cfg.objective
+    index = _Index.build(data)
+    tensors = _Step(data, cfg, device)
+    model = build_adapter(cfg.adapter).to(device)
+    heads = TaskHeads(data.dim, data.num_actions, data.detection_classes).to(device)
+    opt = torch.optim.AdamW(
+        [*model.parameters(), *heads.parameters()], lr=cfg.scaled_lr, weight_decay=cfg.weight_decay
+    )
+    has_static = np.diff(index.static_start) >= 2
+
+    history: list[dict[str, float]] = []
+    best: tuple[int, float, dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
+    B = min(cfg.batch_size, len(index.train_clips))
+    steps = max(1, len(index.train_clips) // B)
+    for epoch in range(cfg.epochs):
+        epoch_started = time.perf_counter()
+        warm = epoch < cfg.warmup_epochs
+        model.train()
+        heads.train()
+        eraser: dict[str, float] = {}
+        if not warm and isinstance(model, ClipAdapter) and cfg.adapter.erase_dims > 0:
+            # refit before the epoch, so the heads train (and validation runs) on the eraser in use
+            eraser["erased_corr"] = _fit_eraser(model, tensors, index, B)
+        order = rng.permutation(index.train_clips)
+        sums: dict[str, float] = {}
+        for step in range(steps):
+            clips = order[step * B : (step + 1) * B]
+            terms = _step_terms(clips, index, tensors, model, heads, obj, rng, has_static, warm)
+            loss = terms.pop("_loss")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+        metrics = {key: value / steps for key, value in sums.items()}
+        metrics.update(eraser)
+        metrics["val_action_acc"] = _val_accuracy(model, heads, tensors, index, B)
+        metrics["seconds"] = time.perf_counter() - epoch_started
+        history.append(metrics)
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+        best = _select(best, epoch, metrics["val_action_acc"], cfg.select_tolerance, model, heads, warm)
+
+    assert best is not None
+    best_epoch, _, model_state, head_state = best
+    model.load_state_dict(model_state)
+    heads.load_state_dict(head_state)
+    return TrainResult(
+        model=model.cpu().eval(),
+        heads=heads.cpu().eval(),
+        config=cfg,
+        history=history,
+        best_epoch=best_epoch,
+        val_action_acc=history[best_epoch]["val_action_acc"],
+        data_checksum=data.checksum(),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _forward_groups(
+    model: nn.Module, groups: list[tuple[torch.Tensor, torch.Tensor | None]], joint: bool
+) -> list[torch.Tensor]:
+    """Adapter outputs of several row groups. A per-clip adapter runs them as ONE batch (its outputs
+    do not depend on the batch, and one big call is much cheaper); the paper variant runs each group
+    as its own batch, as the released code does."""
+    if not joint:
+        return [model(x, tok) for x, tok in groups]
+    x = torch.cat([g[0] for g in groups])
+    tok = None if groups[0][1] is None else torch.cat([g[1] for g in groups if g[1] is not None])
+    return list(torch.split(model(x, tok), [len(g[0]) for g in groups]))
+
+
+def _step_terms(
+    clips: np.ndarray,
+    index: _Index,
+    t: _Step,
+    model: nn.Module,
+    heads: TaskHeads,
+    obj: ObjectiveConfig,
+    rng: np.random.Generator,
+    has_static: np.ndarray,
+    warm: bool,
+) -> dict[str, torch.Tensor]:
+    """The loss of one step ("_loss") and every term of it, detached."""
+    data, dev = t.data, t.device
+    joint = model.config.variant != "paper"  # type: ignore[union-attr]
+    groups = [t.rows(clips)]  # 0: the batch (B)
+    names = ["batch"]
+
+    # sequences of untrimmed videos for detection / anomaly
+    det_rows = det_mask = anom_rows = anom_mask = None
+    anom_videos = np.zeros(0, np.int64)
+    if not warm and obj.tasks.detection > 0 and len(index.detection_videos) and t.detection is not None:
+        k = min(len(index.detection_videos), t.cfg.sequences_per_step)
+        det_rows, det_mask = _padded(index, rng.choice(index.detection_videos, k, replace=False))
+        groups.append(t.rows(det_rows.reshape(-1)))
+        names.append("detection")
+    bags = index.anomaly_videos
+    if not warm and obj.tasks.anomaly > 0 and bags and len(bags[0]) and len(bags[1]):
+        k = max(1, t.cfg.sequences_per_step // 2)
+        anom_videos = np.concatenate(
+            [rng.choice(bags[b], min(len(bags[b]), k), replace=False) for b in (1, 0)]
+        )
+        anom_rows, anom_mask = _padded(index, anom_videos)
+        groups.append(t.rows(anom_rows.reshape(-1)))
+        names.append("anomaly")
+
+    # privacy: one clip per video of the batch and two static clips of each
+    first = np.unique(data.video[clips], return_index=True)[1]
+    rep_pos = first[has_static[data.video[clips[first]]]]  # batch positions, one per video
+    if len(rep_pos) > t.cfg.privacy_videos:
+        rep_pos = np.sort(rng.choice(rep_pos, t.cfg.privacy_videos, replace=False))
+    videos = data.video[clips[rep_pos]]
+    privacy_on = not warm and len(videos) >= 2
+    if privacy_on:
+        s1, s2 = index.static_pairs(videos, rng)
+        groups += [t.static_rows(s1), t.static_rows(s2)]
+        names += ["static1", "static2"]
+    out_z = dict(zip(names, _forward_groups(model, groups, joint), strict=True))
+
+    x, z = groups[0][0], out_z["batch"]  # (B, D)
+    lc = losses.latent_consistency(x, z)
+    out: dict[str, torch.Tensor] = {"lc": lc.detach()}
+    if warm:
+        out["_loss"] = lc
+        return out
+
+    task = z.new_zeros(())
+    if obj.tasks.action > 0 and data.num_actions > 0:
+        ce = losses.action_ce(heads.action_logits(z), t.action[torch.as_tensor(clips, device=dev)])
+        task = task + obj.tasks.action * ce
+        out["action"] = ce.detach()
+    if det_rows is not None and det_mask is not None and t.detection is not None:
+        zs = out_z["detection"].view(*det_rows.shape, -1)  # (V, L, D)
+        mask = torch.as_tensor(det_mask, device=dev)
+        labels = t.detection[torch.as_tensor(det_rows, device=dev)].masked_fill(~mask, -1)  # (V, L)
+        det = losses.temporal_detection_loss(heads.detection_logits(zs), labels)
+        task = task + obj.tasks.detection * det
+        out["detection"] = det.detach()
+    if anom_rows is not None and anom_mask is not None and data.anomaly is not None:
+        zs = out_z["anomaly"].view(*anom_rows.shape, -1)  # (V, L, D)
+        abnormal = torch.as_tensor(data.anomaly[anom_videos] == 1, device=dev)
+        mil = losses.anomaly_mil_ranking(
+            heads.anomaly_scores(zs), torch.as_tensor(anom_mask, device=dev), abnormal
+        )
+        task = task + obj.tasks.anomaly * mil
+        out["anomaly"] = mil.detach()
+    out["task"] = task.detach()
+
+    privacy = z.new_zeros(())
+    if privacy_on:
+        zs1, zs2 = out_z["static1"], out_z["static2"]  # (P, D)
+        chance = losses.nt_xent_chance(len(videos))
+        bound = losses.bounded_privacy if obj.clamp_privacy else (lambda v, c: v)
+        lb = losses.nt_xent(zs1, zs2, obj.tau)
+        out["privacy"] = lb.detach()
+        privacy = obj.privacy * bound(lb, chance)
+        z_rep = z[torch.as_tensor(rep_pos, device=dev)]  # (P, D)
+        if obj.cross_view > 0:
+            lx = losses.nt_xent(z_rep, zs1, obj.tau)
+            out["cross_view"] = lx.detach()
+            privacy = privacy + obj.cross_view * bound(lx, chance)
+        if obj.independence > 0:
+            # dependence of the anonymised clip on its video's RAW static look (the adapter cannot
+            # game a view it does not produce), within action classes: static frames show the
+            # action's poses, which the output must keep
+            vt = torch.as_tensor(videos, device=dev)
+            group = t.video_action[vt]
+            hs = losses.kernel_dependence(
+                losses.within_groups(z_rep, group), losses.within_groups(t.static_mean[vt], group)
+            )
+            out["independence"] = hs.detach()
+            privacy = privacy - obj.independence * hs
+    out["_loss"] = obj.lc * lc + obj.task * task - privacy
+    return out
+
+
+@torch.no_grad()
+def _fit_eraser(model: ClipAdapter, t: _Step, index: _Index, batch: int) -> float:
+    """Refit the adapter's eraser on all training clips; returns the mean erased canonical correlation."""
+    rows = index.train_clips
+    z = torch.cat([model.unerased(*t.rows(rows[i : i + 4 * batch])) for i in range(0, len(rows), 4 * batch)])
+    videos = t.data.video[rows]
+    s = t.static_mean[torch.as_tensor(videos, device=t.device)]
+    group = t.video_action[torch.as_tensor(videos, device=t.device)]
+    mean, E, P, corr = fit_nullspace(
+        z.cpu().numpy(), s.cpu().numpy(), group.cpu().numpy(), model.config.erase_dims
+    )
+    model.set_eraser(*(torch.as_tensor(a, dtype=torch.float64, device=t.device) for a in (mean, E, P)))
+    return float(corr.mean())
+
+
+@torch.no_grad()
+def _val_accuracy(model: nn.Module, heads: TaskHeads, t: _Step, index: _Index, batch: int) -> float:
+    """Top-1 of the co-trained action head on validation clips (NaN without any)."""
+    if len(index.val_clips) == 0 or t.data.num_actions == 0:
+        return float("nan")
+    correct = 0
+    for start in range(0, len(index.val_clips), batch):
+        idx = index.val_clips[start : start + batch]
+        z = model(*t.rows(idx))
+        pred = heads.action_logits(z).argmax(1)
+        correct += int((pred == t.action[torch.as_tensor(idx, device=t.device)]).sum())
+    return correct / len(index.val_clips)
+
+
+def _select(
+    best: tuple[int, float, dict[str, torch.Tensor], dict[str, torch.Tensor]] | None,
+    epoch: int,
+    acc: float,
+    tolerance: float,
+    model: nn.Module,
+    heads: TaskHeads,
+    warm: bool,
+) -> tuple[int, float, dict[str, torch.Tensor], dict[str, torch.Tensor]] | None:
+    """Keep the latest epoch whose accuracy is within `tolerance` of the best so far (NaN: the last)."""
+    if warm and best is not None:
+        return best
+    top = acc if best is None or np.isnan(best[1]) else max(best[1], acc)
+    if best is None or np.isnan(acc) or acc >= top - tolerance:
+        return epoch, top, copy.deepcopy(model.state_dict()), copy.deepcopy(heads.state_dict())
+    return best

@@ -1,0 +1,126 @@
+"""Adapter training on planted features: leakage goes down, actions stay; history, seeds, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from pipeline.adapter import (
+    AdapterConfig,
+    AdapterData,
+    AdapterError,
+    TaskWeights,
+    TrainConfig,
+    anonymize_array,
+    default_objective,
+    paper_objective,
+    train_adapter,
+)
+from pipeline.adapter.synthetic import PlantedData, planted_features
+
+D = 32
+ATTRS = ("gender", "skin_tone", "clothing_color")
+
+
+@pytest.fixture(scope="module")
+def planted() -> PlantedData:
+    torch.set_num_threads(1)  # tiny matrices: threads only add overhead (and noise on shared CPUs)
+    return planted_features(
+        persons=(32, 8, 24), videos_per_person=4, clips_per_video=3, dim=D, appearance=0.5
+    )
+
+
+def _small(**kw: object) -> AdapterConfig:
+    return AdapterConfig.model_validate({"dim": D, "layers": 2, "heads": 4, "tokens": 4, "width": 32, **kw})
+
+
+def _probe(planted: PlantedData, z: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 of a linear probe trained on train/val people, tested on unseen test people."""
+    d = planted.data
+    train = d.split[d.video] != "test"
+    keep = labels >= 0
+    clf = LogisticRegression(max_iter=2000).fit(z[train & keep], labels[train & keep])
+    return float(clf.score(z[~train & keep], labels[~train & keep]))
+
+
+@pytest.mark.slow
+def test_default_objective_lowers_leakage_and_keeps_actions(planted: PlantedData) -> None:
+    d = planted.data
+    cfg = TrainConfig(
+        adapter=_small(erase_dims=8), objective=default_objective(), epochs=6, batch_size=64, lr=1e-2
+    )
+    result = train_adapter(d, cfg)
+    z = anonymize_array(result.model, d.motion)
+    for name in ATTRS:
+        labels = planted.private[name][d.video]
+        chance = np.bincount(labels).max() / len(labels)
+        raw, anon = _probe(planted, d.motion, labels), _probe(planted, z, labels)
+        assert raw - chance > 0.2, f"{name}: the planted attribute should leak ({raw:.2f} vs {chance:.2f})"
+        assert anon - chance < 0.5 * (raw - chance), f"{name}: {raw:.2f} -> {anon:.2f} (chance {chance:.2f})"
+    assert d.action is not None
+    raw_act, anon_act = _probe(planted, d.motion, d.action), _probe(planted, z, d.action)
+    assert anon_act >= raw_act - 0.05, f"action top-1 {raw_act:.3f} -> {anon_act:.3f}"
+    assert result.val_action_acc > 0.8  # the co-trained head, on 8 unseen people
+
+
+def test_history_selection_and_seeds(planted: PlantedData) -> None:
+    seen: list[int] = []
+    cfg = TrainConfig(adapter=_small(erase_dims=4), epochs=2, batch_size=128, lr=1e-3, seed=7)
+    result = train_adapter(planted.data, cfg, on_epoch=lambda epoch, metrics: seen.append(epoch))
+    assert seen == [0, 1] and len(result.history) == 2 and 0 <= result.best_epoch < 2
+    for key in ("loss", "lc", "action", "detection", "anomaly", "privacy", "cross_view", "val_action_acc"):
+        assert key in result.history[-1], key
+    assert result.val_action_acc == result.history[result.best_epoch]["val_action_acc"]
+    assert result.data_checksum == planted.data.checksum()
+    again = train_adapter(planted.data, cfg)
+    np.testing.assert_array_equal(
+        anonymize_array(result.model, planted.data.motion), anonymize_array(again.model, planted.data.motion)
+    )
+
+
+def test_paper_objective_and_variant_train(planted: PlantedData) -> None:
+    cfg = TrainConfig(
+        adapter=AdapterConfig(dim=D, variant="paper", heads=4),
+        objective=paper_objective(TaskWeights(anomaly=0.0)),
+        epochs=1,
+        batch_size=128,
+    )
+    result = train_adapter(planted.data, cfg)
+    assert "anomaly" not in result.history[0] and "cross_view" not in result.history[0]
+    assert result.history[0]["lc"] < 1e-3  # ω_LC = 100 keeps it at the identity
+
+
+def test_training_refuses_mismatched_data(planted: PlantedData) -> None:
+    with pytest.raises(AdapterError, match="dim 64 but the data has dim 32"):
+        train_adapter(planted.data, TrainConfig(adapter=AdapterConfig(dim=64), epochs=1))
+    with pytest.raises(AdapterError, match="temporal tokens"):
+        train_adapter(planted.data, TrainConfig(adapter=_small(temporal=True), epochs=1))
+    d = planted.data
+    shuffled = AdapterData(
+        motion=d.motion[::-1].copy(),
+        video=d.video[::-1].copy(),
+        static=d.static,
+        static_video=d.static_video,
+        split=d.split,
+    )
+    with pytest.raises(AdapterError, match="grouped by video"):
+        train_adapter(shuffled, TrainConfig(adapter=_small(), epochs=1))
+    no_static = AdapterData(
+        motion=d.motion, video=d.video, static=d.static[:0], static_video=d.static_video[:0], split=d.split
+    )
+    with pytest.raises(AdapterError, match="2 static clips"):
+        train_adapter(no_static, TrainConfig(adapter=_small(), epochs=1))
+
+
+def test_temporal_tokens_train(planted: PlantedData) -> None:
+    d = planted.data
+    rng = np.random.default_rng(0)
+    jitter = 0.1 * rng.standard_normal((len(d.motion), 2, D)).astype(np.float32)
+    tokens = d.motion[:, None] + jitter - jitter.mean(1, keepdims=True)  # two tokens whose mean is the clip
+    data = AdapterData(**{**d.__dict__, "tokens": tokens})
+    cfg = TrainConfig(adapter=_small(temporal=True), epochs=1, batch_size=128)
+    result = train_adapter(data, cfg)
+    z = anonymize_array(result.model, data.motion, data.tokens)
+    assert z.shape == d.motion.shape and np.isfinite(z).all()
