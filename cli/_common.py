@@ -13,6 +13,7 @@ T = TypeVar("T")
 
 EXIT_BAD_INPUT = 2
 EXIT_PARTIAL_FAILURE = 3
+EXIT_GATE_REFUSED = 4  # anonymize: the privacy gate refused to publish
 
 
 @contextmanager

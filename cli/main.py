@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import demo, extract, pretrain_encoder, probe, report, synth
+from cli import anonymize, demo, extract, pretrain_encoder, probe, report, synth, train_adapter
 
 app = typer.Typer(
     name="aam-pipeline",
@@ -28,6 +28,8 @@ def main() -> None:
 
 app.command("synth")(synth.synth)
 app.command("extract")(extract.extract)
+app.command("train-adapter")(train_adapter.train_adapter)
+app.command("anonymize")(anonymize.anonymize)
 app.command("demo")(demo.demo)
 app.command("pretrain-encoder")(pretrain_encoder.pretrain_encoder)
 app.command("probe")(probe.probe)

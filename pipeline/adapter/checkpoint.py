@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ class AdapterMeta(BaseModel):
     seed: int = 0
     best_epoch: int = -1
     val_action_acc: float | None = None
-    history: list[dict[str, float]] = Field(default_factory=list)
+    history: list[dict[str, float | None]] = Field(default_factory=list)  # NaN is stored as null
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -58,7 +59,8 @@ def meta_from_training(
     encoder_weights_sha256: str = "",
 ) -> AdapterMeta:
     """The metadata of a finished training run."""
-    acc = None if val_action_acc != val_action_acc else val_action_acc  # NaN -> null in JSON
+    acc = None if math.isnan(val_action_acc) else val_action_acc  # NaN -> null in JSON
+    plain = [{k: None if math.isnan(v) else v for k, v in epoch.items()} for epoch in history]
     return AdapterMeta(
         encoder_id=encoder_id,
         encoder_weights_sha256=encoder_weights_sha256,
@@ -68,7 +70,7 @@ def meta_from_training(
         seed=cfg.seed,
         best_epoch=best_epoch,
         val_action_acc=acc,
-        history=history,
+        history=plain,
     )
 
 

@@ -1,0 +1,108 @@
+"""`aam-pipeline anonymize`: publish anonymized shards that data teams can read, and nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli._common import EXIT_GATE_REFUSED, build_config, is_terminal, one_line_errors
+
+
+def anonymize(
+    store: Annotated[str, typer.Option("--store", help="Latent cache (the --out of extract).")],
+    adapter: Annotated[Path, typer.Option("--adapter", help="Adapter folder (the --out of train-adapter).")],
+    out: Annotated[str, typer.Option("--out", help="Published dataset root (a folder or fsspec URL).")],
+    max_leakage: Annotated[
+        float | None,
+        typer.Option(
+            help="Refuse to publish when any attacker recovers a private attribute from the anonymized "
+            "motion clips more than this share of the way from chance (0) to perfect (1) in cMAP."
+        ),
+    ] = None,
+    min_reduction: Annotated[
+        float | None,
+        typer.Option(
+            help="Refuse to publish when the adapter removes less than this fraction of the raw "
+            "above-chance leakage for any attribute and attacker."
+        ),
+    ] = None,
+    dataset: Annotated[
+        str, typer.Option(help="dataset= partition value (default: the store's folder name).")
+    ] = "",
+    adapter_version: Annotated[
+        str, typer.Option(help="adapter= partition value (default: sha- + 12 hex of the weights).")
+    ] = "",
+    new_only: Annotated[
+        bool,
+        typer.Option(
+            "--new-only",
+            help="Refuse a partition that already holds other videos (default: append the new ones).",
+        ),
+    ] = False,
+    float16: Annotated[bool, typer.Option(help="Publish `emb` as float16.")] = False,
+    normalise: Annotated[bool, typer.Option(help="Publish unit-length embeddings (l2).")] = False,
+    faiss_index: Annotated[
+        str | None, typer.Option(help="Also write a faiss index: flat (exact) or ivf (large sets).")
+    ] = None,
+    zarr_copy: Annotated[bool, typer.Option(help="Also write a Zarr copy of the partition.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the gate's attackers.")] = 0,
+) -> None:
+    """Apply a trained adapter to every motion clip of a latent cache and publish them as Parquet.
+
+    One row per clip (clip_id, video_id, clip_index, t_start_s, t_end_s, emb), hive-partitioned by
+    dataset / encoder / adapter; the partition's _manifest.json is written last. Never published:
+    private_* labels, raw or static-clip embeddings, source paths.
+
+    **Privacy gate**: when the cache has private_* labels, the leakage probe's attackers are trained on
+    the train split and scored on the held-out test split, on raw and anonymized motion clips; the
+    numbers go into the manifest. With --max-leakage / --min-reduction set and not met, nothing is
+    written and the command exits 4. Without labels it publishes saying that leakage was not measured
+    (and refuses if a threshold was set).
+
+    Publishing is atomic (readers see all of it or none) and reproducible; rerunning after new videos
+    were extracted appends only those; a newer adapter goes to its own adapter= partition.
+
+    Exits 2 with a one-line reason on bad input (missing store or adapter, adapter of another encoder).
+
+    Examples:
+
+      aam-pipeline anonymize --store work/demo.zarr --adapter work/adapter --out work/published
+
+      aam-pipeline anonymize --store work/demo.zarr --adapter work/adapter --out work/published \\
+          --max-leakage 0.05 --min-reduction 0.8 --faiss-index flat
+    """
+    from flows.anonymize import AnonymizeConfig, PrivacyGateError
+    from flows.anonymize import anonymize as run
+
+    def echo(line: str) -> None:
+        typer.echo(line, err=True)
+
+    with one_line_errors():
+        config = build_config(
+            AnonymizeConfig,
+            dataset=dataset,
+            adapter_version=adapter_version,
+            max_leakage=max_leakage,
+            min_reduction=min_reduction,
+            mode="new" if new_only else "append",
+            float16=float16,
+            normalise=normalise,
+            faiss_index=faiss_index,
+            zarr_copy=zarr_copy,
+            seed=seed,
+        )
+        try:
+            result = run(store, adapter, out, config, bar=is_terminal(), echo=echo)
+        except PrivacyGateError as err:  # not bad input: its own exit code
+            typer.echo(f"refused: {err}", err=True)
+            raise typer.Exit(EXIT_GATE_REFUSED) from None
+    p = result.publish
+    typer.echo(
+        f"anonymize: {result.clips} clips (D={result.dim}) in {result.seconds:.1f} s; "
+        f"{p.rows_added} rows of {p.videos_added} new videos published, {p.videos_skipped} already there "
+        f"-> {p.partition.location}"
+    )
+    if not result.gate.measured:
+        typer.echo(f"  leakage NOT measured: {result.gate.reason}")

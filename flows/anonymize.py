@@ -1,0 +1,292 @@
+"""`anonymize`: apply a trained adapter to a latent cache and publish the anonymized motion clips.
+
+1. Load the adapter, refusing one trained for another encoder or embedding size.
+2. Anonymize every motion clip (and, for the gate only, the static clips are not needed).
+3. Privacy gate: when the cache has `private_*` labels, attack the anonymized motion-clip embeddings
+   with the leakage probe's attackers (trained on the train split, scored on the held-out test
+   split) and the raw ones the same way; refuse to publish — nothing written — when the worst
+   leakage is above `max_leakage` or the smallest reduction from raw is below `min_reduction`.
+   Without labels, publish saying that leakage was not measured (and refuse if a threshold was set).
+4. Publish through stores/published.py: atomic, reproducible, appending only new videos.
+
+Never published: private labels, raw or static-clip embeddings, source paths (the publisher refuses
+them too). Leakage is "fraction of the way from chance to perfect" in cMAP: 0 = chance, 1 = perfect.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from flows.probe import Labels, labels_of, motion_clips
+from pipeline.adapter import AdapterConfig, adapter_checksum, anonymize_array, load_adapter
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.probes.config import LeakageConfig
+from pipeline.probes.inputs import ProbeError
+from pipeline.probes.leakage import AttackResult, leakage_removed, probe_leakage
+from stores._cache_types import CacheView
+from stores.latent_cache import LatentCache
+from stores.published import (
+    LeakageNotMeasured,
+    PublicationInfo,
+    PublishResult,
+    public_encoder_id,
+    publish,
+)
+
+# Raw leakage below this share of the way from chance to perfect is noise: nothing to remove there,
+# so the reduction is not asked of it.
+MIN_RAW_LEAKAGE = 0.02
+
+
+class PrivacyGateError(PipelineError):
+    """The privacy gate refused to publish; nothing was written."""
+
+
+class AnonymizeConfig(BaseModel):
+    """Options of one `anonymize` run."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dataset: str = Field("", description="the dataset= partition value (default: the store's folder name)")
+    adapter_version: str = Field("", description="the adapter= partition value (default: sha-<12 hex>)")
+    max_leakage: float | None = Field(None, ge=0, le=1)
+    min_reduction: float | None = Field(None, le=1)
+    mode: Literal["new", "append"] = "append"
+    float16: bool = False
+    normalise: bool = Field(False, description="publish unit-length rows (l2)")
+    faiss_index: Literal["flat", "ivf"] | None = None
+    zarr_copy: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What the gate measured, as published in the manifest (`leakage`)."""
+
+    measured: bool
+    worst_leakage: float | None = None  # max over attributes and attackers, anonymized motion clips
+    min_reduction: float | None = None  # min over attributes and attackers with raw leakage to remove
+    record: dict[str, Any] | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class AnonymizeResult:
+    publish: PublishResult
+    gate: Gate
+    clips: int
+    dim: int
+    seconds: float
+    anonymize_seconds: float
+    gate_seconds: float
+    publish_seconds: float
+
+
+def load_for(view: CacheView, adapter_dir: str | Path) -> tuple[nn.Module, AdapterConfig]:
+    """The adapter in `adapter_dir`, refused unless it was trained for this store's encoder and D."""
+    model, cfg, _ = load_adapter(
+        adapter_dir, expect_encoder_id=view.attrs.encoder_id, expect_dim=view.attrs.dim
+    )
+    return model, cfg
+
+
+def anonymize_view(view: CacheView, adapter_dir: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Anonymized motion clips (N, D) and static clips (M, D) of `view` (static None when it has none)."""
+    model, cfg = load_for(view, adapter_dir)
+    tokens = view.tokens if cfg.temporal else None
+    motion = anonymize_array(model, view.motion, tokens)
+    static = None
+    if view.static.shape[0]:
+        still = None
+        if cfg.temporal:
+            assert view.tokens is not None
+            still = np.repeat(view.static[:, None], view.tokens.shape[1], axis=1)
+        static = anonymize_array(model, view.static, still)
+    return motion, static
+
+
+# --- the privacy gate ----------------------------------------------------------------------------------
+
+
+def _share(result: AttackResult) -> float:
+    """cMAP as a share of the way from chance to perfect."""
+    return (result.cmap - result.chance) / (1.0 - result.chance) if result.chance < 1.0 else 0.0
+
+
+def _round(value: float) -> float | None:
+    return None if not math.isfinite(value) else round(value, 4)
+
+
+def measure_gate(view: CacheView, labels: Labels, anonymized: np.ndarray, seed: int = 0) -> Gate:
+    """Attack raw and anonymized motion clips of the held-out split (see module docstring)."""
+    if not labels.attributes:
+        return Gate(measured=False, reason="the cache has no private attribute labels")
+    cfg = LeakageConfig()
+    attackers = {name: a.model_copy(update={"seed": seed}) for name, a in cfg.attackers.items()}
+    cfg = cfg.model_copy(update={"attackers": attackers})
+    try:
+        raw = probe_leakage(motion_clips(view, view.motion), labels.attributes, labels.splits, cfg)
+        anon = probe_leakage(motion_clips(view, anonymized), labels.attributes, labels.splits, cfg)
+    except ProbeError as err:
+        return Gate(measured=False, reason=f"leakage could not be measured: {err}")
+    attributes: dict[str, dict[str, Any]] = {}
+    worst, reductions = 0.0, []
+    for r, a in zip(raw, anon, strict=True):
+        removed = leakage_removed(r.cmap, a.cmap, a.chance)
+        raw_share, share = _share(r), _share(a)
+        worst = max(worst, share)
+        if raw_share >= MIN_RAW_LEAKAGE and math.isfinite(removed):
+            reductions.append(removed)
+        attributes.setdefault(a.attribute, {})[a.attacker] = {
+            "cmap": _round(a.cmap),
+            "chance": _round(a.chance),
+            "leakage": _round(share),
+            "raw_cmap": _round(r.cmap),
+            "raw_leakage": _round(raw_share),
+            "removed": _round(removed),
+        }
+    reduction = min(reductions) if reductions else None
+    record = {
+        "view": "motion clips",
+        "split": f"attackers trained on {cfg.train_split}, scored on {cfg.test_split}",
+        "test_videos": anon[0].num_test,
+        "worst_leakage": _round(worst),
+        "min_reduction": None if reduction is None else _round(reduction),
+        "attributes": attributes,
+    }
+    return Gate(measured=True, worst_leakage=worst, min_reduction=reduction, record=record)
+
+
+def check_gate(gate: Gate, config: AnonymizeConfig) -> None:
+    """Raise PrivacyGateError when a threshold is set and not met (or cannot be measured)."""
+    asked = [
+        f"--{name} {value}"
+        for name, value in (("max-leakage", config.max_leakage), ("min-reduction", config.min_reduction))
+        if value is not None
+    ]
+    if not asked:
+        return
+    if not gate.measured:
+        raise PrivacyGateError(
+            f"{' and '.join(asked)} given but leakage was not measured ({gate.reason}); nothing published"
+        )
+    if (
+        config.max_leakage is not None
+        and gate.worst_leakage is not None
+        and gate.worst_leakage > config.max_leakage
+    ):
+        raise PrivacyGateError(
+            f"privacy gate: worst leakage {gate.worst_leakage:.3f} of the way from chance to perfect "
+            f"is above --max-leakage {config.max_leakage}; nothing published"
+        )
+    if config.min_reduction is not None:
+        if gate.min_reduction is None:
+            raise PrivacyGateError(
+                "privacy gate: the raw embeddings leak no attribute measurably, so no reduction can be "
+                f"shown for --min-reduction {config.min_reduction}; drop it to publish; nothing published"
+            )
+        if gate.min_reduction < config.min_reduction:
+            raise PrivacyGateError(
+                f"privacy gate: smallest reduction of above-chance leakage {gate.min_reduction:.3f} is below "
+                f"--min-reduction {config.min_reduction}; nothing published"
+            )
+
+
+# --- the stage -----------------------------------------------------------------------------------------
+
+
+def dataset_name(store: str | Path) -> str:
+    """A partition-safe dataset name from the store's folder name (`demo.zarr` -> `demo`)."""
+    stem = Path(str(store).rstrip("/")).name.removesuffix(".zarr")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.")
+    return name if name[:1].isalpha() else f"ds-{name}" if name else "dataset"
+
+
+def anonymize(
+    store: str | Path,
+    adapter: str | Path,
+    out: str | Path,
+    config: AnonymizeConfig | None = None,
+    *,
+    bar: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> AnonymizeResult:
+    """Anonymize every motion clip of `store` with `adapter`, gate on leakage, publish under `out`."""
+    config = config or AnonymizeConfig()
+    say = echo or (lambda line: None)
+    started = time.perf_counter()
+    if not Path(adapter).is_dir():
+        raise ConfigError(f"--adapter {adapter}: not a folder; pass the --out of train-adapter")
+    view = LatentCache.open(store).read()
+    if view.motion.shape[0] == 0:
+        raise ConfigError(f"{store} holds no motion clips; run extract first")
+    model, cfg = load_for(view, adapter)
+    tokens = view.tokens if cfg.temporal else None
+    if cfg.temporal and tokens is None:
+        raise ConfigError("this adapter attends over temporal tokens but the store has none")
+    t0 = time.perf_counter()
+    emb = anonymize_array(model, view.motion, tokens)
+    anonymize_s = time.perf_counter() - t0
+    say(
+        f"anonymize: {len(emb)} motion clips of {view.videos.num_rows} videos through the "
+        f"{cfg.variant} adapter"
+    )
+
+    t0 = time.perf_counter()
+    gate = measure_gate(view, labels_of(view.videos), emb, config.seed)
+    gate_s = time.perf_counter() - t0
+    if gate.measured:
+        say(
+            f"anonymize: leakage on held-out motion clips: worst {gate.worst_leakage:.3f} of the way from "
+            f"chance to perfect; smallest reduction from raw "
+            f"{'n/a' if gate.min_reduction is None else f'{gate.min_reduction:.3f}'}"
+        )
+    else:
+        say(f"anonymize: leakage NOT measured: {gate.reason}")
+    check_gate(gate, config)
+
+    _, _, meta = load_adapter(adapter, expect_encoder_id=view.attrs.encoder_id, expect_dim=view.attrs.dim)
+    info = PublicationInfo(
+        dataset=config.dataset or dataset_name(store),
+        encoder_id=public_encoder_id(view.attrs.encoder_id),
+        encoder_sha256=view.attrs.weights_sha256,
+        adapter_sha256=adapter_checksum(adapter),
+        adapter_variant=cfg.variant,
+        leakage=gate.record if gate.measured and gate.record else LeakageNotMeasured(gate.reason),
+        adapter_version=config.adapter_version,
+        normalisation="l2" if config.normalise else "none",
+        extra_metadata={"adapter_objective": meta.objective.name},
+    )
+    columns = ["video_id", "clip_index", "t_start_s", "t_end_s"]
+    t0 = time.perf_counter()
+    result = publish(
+        out,
+        info,
+        view.clips.select(columns),
+        emb,
+        dtype="float16" if config.float16 else "float32",
+        mode=config.mode,
+        faiss_index=config.faiss_index,
+        zarr_copy=config.zarr_copy,
+    )
+    publish_s = time.perf_counter() - t0
+    return AnonymizeResult(
+        publish=result,
+        gate=gate,
+        clips=len(emb),
+        dim=int(emb.shape[1]),
+        seconds=time.perf_counter() - started,
+        anonymize_seconds=anonymize_s,
+        gate_seconds=gate_s,
+        publish_seconds=publish_s,
+    )

@@ -1,0 +1,282 @@
+"""`train-adapter`: train the Anonymizing Adapter Module on a latent cache, never decoding video.
+
+Reads the cache's motion clips, static clips (and temporal tokens when asked) of the train and val
+videos, turns the manifest labels into co-training targets (action per trimmed clip, temporal
+detection class per clip of an untrimmed video, anomaly bag per video), trains (pipeline/adapter) and
+writes the artifact: `adapter.safetensors` + `adapter.json` (written last). Private attributes are
+never read here: only the probes look at them.
+
+A rerun with the same data and settings finds the artifact and returns it without training.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from flows.progress import progress
+from pipeline.adapter import (
+    AdapterData,
+    AdapterError,
+    AdapterMeta,
+    TaskWeights,
+    TrainConfig,
+    load_adapter,
+    meta_from_training,
+    save_adapter,
+    train_adapter,
+    train_recipe,
+)
+from pipeline.adapter.checkpoint import CONFIG
+from pipeline.adapter.config import TaskName
+from pipeline.errors import ConfigError
+from pipeline.probes.config import TemporalConfig
+from pipeline.probes.inputs import is_missing
+from pipeline.probes.temporal import clip_labels
+from stores._cache_types import CacheView
+from stores.latent_cache import LatentCache
+from stores.manifest import parse_anomaly_segments, parse_segments
+
+TRAIN_SPLITS = ("train", "val")
+TASKS: tuple[TaskName, ...] = ("action", "detection", "anomaly")
+CLASSES = "classes.json"  # class names of the co-training heads, beside the artifact
+
+
+class TrainAdapterConfig(BaseModel):
+    """Options of one `train-adapter` run; unset ones take the objective's measured recipe."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    objective: Literal["default", "paper"] = "default"
+    epochs: int = Field(100, ge=1)
+    seed: int = 0
+    device: str = Field("auto", description="cpu, cuda, cuda:N or auto (cuda when available)")
+    batch_size: int | None = Field(None, ge=2)
+    lr: float | None = Field(None, gt=0, description="at batch 512; scaled linearly with the batch")
+    tasks: tuple[TaskName, ...] = TASKS
+    temporal: bool = Field(False, description="attend over the cached temporal tokens (clip variant)")
+
+    def train_config(self, dim: int) -> TrainConfig:
+        """The pipeline's TrainConfig for a store of embedding size `dim`."""
+        recipe = train_recipe(self.objective, dim)
+        weights = TaskWeights(**{t: (1.0 if t in self.tasks else 0.0) for t in TASKS})
+        overrides: dict[str, object] = {
+            "epochs": self.epochs,
+            "seed": self.seed,
+            "device": _device(self.device),
+            "objective": recipe.objective.model_copy(update={"tasks": weights}),
+        }
+        if self.batch_size is not None:
+            overrides["batch_size"] = self.batch_size
+        if self.lr is not None:
+            overrides["lr"] = self.lr
+        if self.temporal:
+            if recipe.adapter.variant == "paper":
+                raise ConfigError("--temporal needs the per-clip adapter; the paper variant has none")
+            overrides["adapter"] = recipe.adapter.model_copy(update={"temporal": True})
+        return TrainConfig.model_validate({**recipe.model_dump(), **overrides})
+
+
+@dataclass(frozen=True)
+class TrainAdapterResult:
+    out: Path
+    config: TrainConfig
+    best_epoch: int
+    val_action_acc: float | None
+    history: list[dict[str, float | None]]  # per epoch; None where a metric was not defined
+    seconds: float
+    clips: int  # training + validation motion clips
+    reused: bool  # the artifact was already there for the same data and settings
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# --- from the cache to training data -------------------------------------------------------------------
+
+
+def _values(videos: pa.Table, name: str) -> list[object]:
+    if name not in videos.column_names:
+        return [None] * videos.num_rows
+    return [None if is_missing(v) else v for v in videos.column(name).to_pylist()]
+
+
+def adapter_data(view: CacheView, *, tokens: bool = False) -> tuple[AdapterData, dict[str, list[str]]]:
+    """Training data of the train and val videos of `view`, and the class names of each task.
+
+    Action: the class of a trimmed video, on each of its clips. Detection: per clip of an untrimmed
+    video, the segment label covering most of it (background otherwise, as the temporal probe does).
+    Anomaly: 1 when the video has abnormal intervals, 0 when it has none. Test videos are left out.
+    """
+    videos = view.videos
+    ids = videos.column("video_id").to_pylist()
+    splits = [str(s) if s is not None else "" for s in _values(videos, "split")]
+    keep_video = np.array([s in TRAIN_SPLITS for s in splits])
+    if not keep_video.any():
+        raise ConfigError(
+            "the store has no video in the train or val split; the adapter has nothing to learn from"
+        )
+    kept_ids = [v for v, k in zip(ids, keep_video, strict=True) if k]
+    number = {v: i for i, v in enumerate(kept_ids)}
+
+    clip_video = view.clips.column("video_id").to_pylist()
+    motion_rows = np.array([i for i, v in enumerate(clip_video) if v in number], dtype=np.int64)
+    video = np.array([number[clip_video[i]] for i in motion_rows], dtype=np.int64)
+    static_video_ids = view.static_clips.column("video_id").to_pylist()
+    static_rows = np.array([i for i, v in enumerate(static_video_ids) if v in number], dtype=np.int64)
+    static_video = np.array([number[static_video_ids[i]] for i in static_rows], dtype=np.int64)
+
+    actions = {
+        v: a for v, a in zip(ids, _values(videos, "action"), strict=True) if v in number and a is not None
+    }
+    action_classes = sorted({str(a) for a in actions.values()})
+    action_id = {c: i for i, c in enumerate(action_classes)}
+    action = np.full(len(motion_rows), -1, dtype=np.int64)
+    if actions:
+        per_video = np.full(len(kept_ids), -1, dtype=np.int64)
+        for v, a in actions.items():
+            per_video[number[v]] = action_id[str(a)]
+        action = per_video[video]
+
+    segments = {
+        v: parse_segments(str(t))
+        for v, t in zip(ids, _values(videos, "segments"), strict=True)
+        if v in number and t is not None
+    }
+    detection_classes = sorted({str(s[2]) for segs in segments.values() for s in segs})
+    detection = None
+    if segments and detection_classes:
+        C = len(detection_classes)
+        detection = np.full(len(motion_rows), -1, dtype=np.int64)
+        t_start = view.clips.column("t_start_s").to_numpy().astype(np.float64)[motion_rows]
+        t_end = view.clips.column("t_end_s").to_numpy().astype(np.float64)[motion_rows]
+        coverage = TemporalConfig().min_coverage
+        for v, segs in segments.items():
+            rows = np.flatnonzero(video == number[v])
+            labels = clip_labels(t_start[rows], t_end[rows], segs, detection_classes, coverage)
+            detection[rows] = np.where(labels > 0, labels - 1, C)  # probe: 0 = background; here: C
+
+    anomaly = None
+    intervals = {
+        v: parse_anomaly_segments(str(t))
+        for v, t in zip(ids, _values(videos, "anomaly_segments"), strict=True)
+        if v in number and t is not None
+    }
+    if any(iv is not None for iv in intervals.values()):
+        anomaly = np.full(len(kept_ids), -1, dtype=np.int64)
+        for v, iv in intervals.items():
+            if iv is not None:
+                anomaly[number[v]] = int(len(iv) > 0)
+
+    if tokens and view.tokens is None:
+        raise ConfigError("--temporal needs temporal tokens in the store; extract with --tokens")
+    data = AdapterData(
+        motion=np.ascontiguousarray(view.motion[motion_rows], dtype=np.float32),
+        video=video,
+        static=np.ascontiguousarray(view.static[static_rows], dtype=np.float32),
+        static_video=static_video,
+        split=np.array([s for s, k in zip(splits, keep_video, strict=True) if k]),
+        tokens=None if not tokens or view.tokens is None else np.ascontiguousarray(view.tokens[motion_rows]),
+        action=action if actions else None,
+        detection=detection,
+        detection_classes=len(detection_classes) if detection is not None else 0,
+        anomaly=anomaly,
+    )
+    return data, {"action": action_classes, "detection": detection_classes}
+
+
+# --- the stage -----------------------------------------------------------------------------------------
+
+
+def _existing(out: Path, view: CacheView, cfg: TrainConfig, checksum: str) -> AdapterMeta | None:
+    """The metadata of the artifact in `out` when it was trained on the same data with the same settings."""
+    if not (out / CONFIG).is_file():
+        return None
+    try:
+        _, adapter_cfg, meta = load_adapter(
+            out, expect_encoder_id=view.attrs.encoder_id, expect_dim=view.attrs.dim
+        )
+    except AdapterError:  # an artifact we cannot use is simply retrained
+        return None
+    same = (
+        meta.data_checksum == checksum
+        and adapter_cfg == cfg.adapter
+        and meta.objective == cfg.objective
+        and meta.train == cfg.model_dump(mode="json", exclude={"adapter", "objective"})
+    )
+    return meta if same else None
+
+
+def train_adapter_stage(
+    store: str | Path,
+    out: str | Path,
+    config: TrainAdapterConfig | None = None,
+    *,
+    bar: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> TrainAdapterResult:
+    """Train an adapter on the latent cache `store` and write it to `out` (see module docstring)."""
+    config = config or TrainAdapterConfig()
+    started = time.perf_counter()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; pass a folder for the adapter")
+    view = LatentCache.open(store).read()
+    if view.motion.shape[0] == 0:
+        raise ConfigError(f"{store} holds no motion clips; run extract first")
+    cfg = config.train_config(view.attrs.dim)
+    data, classes = adapter_data(view, tokens=cfg.adapter.temporal)
+    checksum = data.checksum()
+    clips = int(data.motion.shape[0])
+    previous = _existing(out, view, cfg, checksum)
+    if previous is not None:
+        if echo:
+            echo(f"train-adapter: {out} already holds this adapter (same data and settings); not retrained")
+        seconds = time.perf_counter() - started
+        return TrainAdapterResult(
+            out, cfg, previous.best_epoch, previous.val_action_acc, previous.history, seconds, clips, True
+        )
+    if echo:
+        echo(
+            f"train-adapter: {clips} clips of {data.num_videos} train/val videos, D={data.dim}, "
+            f"objective {cfg.objective.name}, variant {cfg.adapter.variant}, "
+            f"{cfg.epochs} epochs on {cfg.device}"
+        )
+    with progress("train-adapter", cfg.epochs, "epochs", bar=bar) as advance:
+
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            shown = {
+                k: v for k, v in metrics.items() if k in ("loss", "lc", "task", "privacy", "val_action_acc")
+            }
+            advance(1, **shown)
+
+        result = train_adapter(data, cfg, on_epoch=on_epoch)
+    meta = meta_from_training(
+        view.attrs.encoder_id,
+        cfg,
+        data_checksum=checksum,
+        history=result.history,
+        best_epoch=result.best_epoch,
+        val_action_acc=result.val_action_acc,
+        encoder_weights_sha256=view.attrs.weights_sha256,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CLASSES).write_text(json.dumps(classes, indent=2) + "\n")
+    save_adapter(out, result.model, cfg.adapter, meta)  # adapter.json last: it vouches for the rest
+    acc = None if np.isnan(result.val_action_acc) else result.val_action_acc
+    return TrainAdapterResult(
+        out, cfg, result.best_epoch, acc, meta.history, time.perf_counter() - started, clips, reused=False
+    )

@@ -1,0 +1,186 @@
+"""The anonymize stage: the privacy gate, what is published (and what never is), atomicity, appends."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from flows.anonymize import AnonymizeConfig, PrivacyGateError, anonymize, anonymize_view, dataset_name
+from flows.train_adapter import TrainAdapterConfig, train_adapter_stage
+from pipeline.adapter import AdapterError
+from pipeline.errors import ConfigError
+from stores.latent_cache import LatentCache, PartData
+from stores.published import published_partitions, read_published
+from tests.flows.test_probe import planted, write_store
+
+SMALL = {"identities": (12, 8), "actions_per_identity": 2}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # tiny models: threads only add contention on shared 2-core machines
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("anonymize")
+    store = write_store(root / "store.zarr", planted(**SMALL))
+    train_adapter_stage(store, root / "adapter", TrainAdapterConfig(epochs=2, device="cpu"))
+    return store, root / "adapter"
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_publishes_every_motion_clip_with_the_gate_numbers(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    store, adapter = trained
+    result = anonymize(store, adapter, tmp_path / "pub")
+    view = LatentCache.open(store).read()
+    assert result.clips == view.motion.shape[0] and result.publish.rows_added == result.clips
+    rows, emb = read_published(tmp_path / "pub")
+    assert rows.num_rows == result.clips
+    motion, _ = anonymize_view(view, adapter)
+    order = np.lexsort((rows["clip_index"].to_numpy(), np.array(rows["video_id"].to_pylist())))
+    emb = emb[order]
+    np.testing.assert_array_equal(emb, motion)  # the published rows are the adapter's output, bit for bit
+    (part,) = published_partitions(tmp_path / "pub")
+    assert part.dataset == "store" and part.adapter.startswith("sha-")
+    leakage = json.loads((Path(part.location) / "_manifest.json").read_text())["leakage"]
+    assert leakage["measured"] is True
+    numbers = leakage["results"]
+    assert set(numbers["attributes"]) == {"gender", "skin_tone", "clothing"}
+    assert 0 <= numbers["worst_leakage"] <= 1 and numbers["min_reduction"] is not None
+    assert result.gate.measured and result.gate.worst_leakage == pytest.approx(
+        numbers["worst_leakage"], abs=1e-4
+    )
+
+
+def test_nothing_private_leaves(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    store, adapter = trained
+    anonymize(store, adapter, tmp_path / "pub", AnonymizeConfig(faiss_index="flat", zarr_copy=True))
+    view = LatentCache.open(store).read()
+    forbidden = [b"private_", b"/videos/", str(store).encode(), str(adapter).encode()]
+    for name, data in _files(tmp_path / "pub").items():
+        for word in forbidden:
+            assert word not in data, f"{name} holds {word!r}"
+    rows, _ = read_published(tmp_path / "pub")
+    assert set(rows.column_names) <= {
+        "clip_id",
+        "video_id",
+        "clip_index",
+        "t_start_s",
+        "t_end_s",
+        "emb",
+        "dataset",
+        "encoder",
+        "adapter",
+    }
+    # neither raw motion nor static embeddings are in any file
+    raw_bytes = [view.motion[0].tobytes()[:16], view.static[0].tobytes()[:16]]
+    for name, data in _files(tmp_path / "pub").items():
+        assert not any(chunk in data for chunk in raw_bytes), name
+
+
+def test_gate_refuses_and_writes_nothing(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    store, adapter = trained
+    with pytest.raises(PrivacyGateError, match=r"above --max-leakage 0\.0"):
+        anonymize(store, adapter, tmp_path / "pub", AnonymizeConfig(max_leakage=0.0))
+    with pytest.raises(PrivacyGateError, match=r"below --min-reduction 1\.0"):
+        anonymize(store, adapter, tmp_path / "pub", AnonymizeConfig(min_reduction=1.0))
+    assert not (tmp_path / "pub").exists() or not _files(tmp_path / "pub")
+
+
+def test_without_labels_says_not_measured_and_refuses_a_threshold(tmp_path: Path) -> None:
+    drop = ("private_gender", "private_skin_tone", "private_clothing", "private_identity")
+    store = write_store(tmp_path / "nolabels.zarr", planted(**SMALL), drop=drop)
+    train_adapter_stage(store, tmp_path / "adapter", TrainAdapterConfig(epochs=1, device="cpu"))
+    with pytest.raises(PrivacyGateError, match="not measured"):
+        anonymize(store, tmp_path / "adapter", tmp_path / "pub", AnonymizeConfig(max_leakage=0.5))
+    result = anonymize(store, tmp_path / "adapter", tmp_path / "pub")
+    assert not result.gate.measured and "no private attribute labels" in result.gate.reason
+    (part,) = published_partitions(tmp_path / "pub")
+    leakage = json.loads((Path(part.location) / "_manifest.json").read_text())["leakage"]
+    assert leakage == {"measured": False, "reason": "the cache has no private attribute labels"}
+
+
+def test_reproducible_incremental_and_versioned(tmp_path: Path) -> None:
+    data = planted(**SMALL)
+    store = write_store(tmp_path / "store.zarr", data)
+    train_adapter_stage(store, tmp_path / "adapter", TrainAdapterConfig(epochs=1, device="cpu"))
+    config = AnonymizeConfig(dataset="demo", adapter_version="v1")
+    first = anonymize(store, tmp_path / "adapter", tmp_path / "a", config)
+    anonymize(store, tmp_path / "adapter", tmp_path / "b", config)
+    data_files = lambda root: {k: v for k, v in _files(root).items() if k.endswith(".parquet")}  # noqa: E731
+    assert list(data_files(tmp_path / "a").values()) == list(data_files(tmp_path / "b").values())
+    again = anonymize(store, tmp_path / "adapter", tmp_path / "a", config)
+    assert not again.publish.changed and again.publish.videos_skipped == first.publish.videos_added
+    # a newer adapter goes to its own partition; the first one is untouched
+    before = _files(tmp_path / "a")
+    train_adapter_stage(store, tmp_path / "adapter2", TrainAdapterConfig(epochs=1, seed=3, device="cpu"))
+    anonymize(
+        store, tmp_path / "adapter2", tmp_path / "a", AnonymizeConfig(dataset="demo", adapter_version="v2")
+    )
+    after = _files(tmp_path / "a")
+    assert {k: v for k, v in after.items() if "adapter=v1" in k} == before
+    assert sorted(p.adapter for p in published_partitions(tmp_path / "a")) == ["v1", "v2"]
+
+
+def _subset_store(source: Path, dest: Path, keep: set[str]) -> Path:
+    """A cache with the same encoder holding only the videos `keep` of `source`."""
+    cache = LatentCache.open(source)
+    view = cache.read()
+
+    def rows(table: pa.Table) -> np.ndarray:
+        return np.array([i for i, v in enumerate(table["video_id"].to_pylist()) if v in keep], dtype=np.int64)
+
+    m, s, v = rows(view.clips), rows(view.static_clips), rows(view.videos)
+    part = PartData(
+        view.videos.take(v),
+        view.clips.take(m),
+        view.motion[m],
+        view.static_clips.take(s),
+        view.static[s],
+        view.errors,
+    )
+    out = LatentCache.create_or_open(dest, cache.attrs)
+    out.write_part(LatentCache.part_id_for(sorted(keep)), part)
+    return dest
+
+
+def test_new_videos_are_appended_without_rewriting(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    store, adapter = trained
+    ids = LatentCache.open(store).read().videos["video_id"].to_pylist()
+    early = _subset_store(store, tmp_path / "early.zarr", set(ids[::2]))
+    config = AnonymizeConfig(dataset="demo", adapter_version="v1")
+    anonymize(early, adapter, tmp_path / "pub", config)
+    before = {k: v for k, v in _files(tmp_path / "pub").items() if k.endswith(".parquet")}
+    result = anonymize(store, adapter, tmp_path / "pub", config)  # the cache grew: every video now
+    assert result.publish.videos_added == len(ids) - len(ids[::2])
+    assert result.publish.videos_skipped == len(ids[::2])
+    after = _files(tmp_path / "pub")
+    assert all(after[k] == v for k, v in before.items())  # nothing already published was rewritten
+    assert read_published(tmp_path / "pub")[0].num_rows == LatentCache.open(store).read().motion.shape[0]
+
+
+def test_bad_inputs(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    store, adapter = trained
+    with pytest.raises(ConfigError, match="not a folder"):
+        anonymize(store, tmp_path / "missing", tmp_path / "pub")
+    other = tmp_path / "other-adapter"  # the same weights, recorded as trained for another encoder
+    shutil.copytree(adapter, other)
+    doc = json.loads((other / "adapter.json").read_text())
+    doc["meta"]["encoder_id"] = "videomae:base"
+    (other / "adapter.json").write_text(json.dumps(doc))
+    with pytest.raises(AdapterError, match="train an adapter on this store"):
+        anonymize(store, other, tmp_path / "pub")
+    assert not (tmp_path / "pub").exists()
+    assert dataset_name("work/demo.zarr") == "demo" and dataset_name("/x/1st store/") == "ds-1st-store"

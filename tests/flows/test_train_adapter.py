@@ -1,0 +1,91 @@
+"""The train-adapter stage on a latent cache with planted labels: data mapping, artifact, rerun, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flows.train_adapter import TrainAdapterConfig, adapter_data, train_adapter_stage
+from pipeline.adapter import AdapterError, load_adapter
+from pipeline.errors import ConfigError
+from stores.latent_cache import LatentCache
+from tests.flows.test_probe import planted, write_store
+
+SMALL = {"identities": (10, 6), "actions_per_identity": 2}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_store(tmp_path_factory.mktemp("train-adapter") / "store.zarr", planted(**SMALL))
+
+
+def test_adapter_data_maps_labels_and_leaves_test_videos_out(store: Path) -> None:
+    view = LatentCache.open(store).read()
+    data, classes = adapter_data(view)
+    splits = dict(zip(view.videos["video_id"].to_pylist(), view.videos["split"].to_pylist(), strict=True))
+    kept = sorted(v for v, s in splits.items() if s in ("train", "val"))
+    assert data.num_videos == len(kept) and set(data.split) <= {"train", "val"}
+    assert len(data.motion) == sum(splits[v] != "test" for v in view.clips["video_id"].to_pylist())
+    # action: the class of trimmed videos on each clip; untrimmed and anomaly videos have none
+    assert data.action is not None and classes["action"] == sorted(classes["action"])
+    actions = dict(zip(view.videos["video_id"].to_pylist(), view.videos["action"].to_pylist(), strict=True))
+    for row in np.flatnonzero(data.action >= 0)[:20]:
+        assert classes["action"][data.action[row]] == actions[kept[data.video[row]]]
+    # detection: per clip of untrimmed videos, C = background
+    assert data.detection is not None and data.detection_classes == len(classes["detection"]) > 0
+    det = data.detection[data.detection >= 0]
+    assert (det == data.detection_classes).any() and (det < data.detection_classes).any()
+    # anomaly: one bag label per video, both kinds present
+    assert data.anomaly is not None and set(data.anomaly.tolist()) == {-1, 0, 1}
+    data.validate()
+
+
+def test_stage_writes_the_artifact_and_a_rerun_reuses_it(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "adapter"
+    lines: list[str] = []
+    config = TrainAdapterConfig(epochs=2, device="cpu")
+    first = train_adapter_stage(store, out, config, echo=lines.append)
+    assert not first.reused and len(first.history) == 2
+    assert (out / "adapter.safetensors").is_file() and (out / "classes.json").is_file()
+    doc = json.loads((out / "adapter.json").read_text())
+    assert doc["meta"]["encoder_id"] == "planted" and doc["adapter"]["variant"] == "clip"
+    assert doc["meta"]["objective"]["name"] == "default" and doc["meta"]["seed"] == 0
+    assert len(doc["meta"]["history"]) == 2 and doc["meta"]["data_checksum"]
+    before = (out / "adapter.safetensors").read_bytes()
+    again = train_adapter_stage(store, out, config, echo=lines.append)
+    assert again.reused and (out / "adapter.safetensors").read_bytes() == before
+    assert any("not retrained" in line for line in lines)
+    other = train_adapter_stage(store, out, TrainAdapterConfig(epochs=2, seed=1, device="cpu"))
+    assert not other.reused
+
+
+def test_paper_objective_and_task_subset(store: Path, tmp_path: Path) -> None:
+    config = TrainAdapterConfig(objective="paper", epochs=1, tasks=("action",), device="cpu")
+    result = train_adapter_stage(store, tmp_path / "paper", config)
+    _, cfg, meta = load_adapter(tmp_path / "paper", expect_encoder_id="planted", expect_dim=32)
+    assert cfg.variant == "paper" and meta.objective.lc == 100.0
+    assert meta.tasks == ("action",) and "detection" not in result.history[0]
+
+
+def test_adapter_refused_for_another_encoder(store: Path, tmp_path: Path) -> None:
+    train_adapter_stage(store, tmp_path / "a", TrainAdapterConfig(epochs=1, device="cpu"))
+    with pytest.raises(AdapterError, match="trained for encoder planted dim 32"):
+        load_adapter(tmp_path / "a", expect_encoder_id="videomae:base", expect_dim=768)
+
+
+def test_bad_inputs(store: Path, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        train_adapter_stage(store, tmp_path / "file", TrainAdapterConfig(epochs=1))
+    with pytest.raises(ConfigError, match="temporal tokens"):
+        train_adapter_stage(store, tmp_path / "t", TrainAdapterConfig(epochs=1, temporal=True))
+    with pytest.raises(ConfigError, match="per-clip adapter"):
+        TrainAdapterConfig(objective="paper", temporal=True).train_config(32)
+    only_test = write_store(
+        tmp_path / "test-only.zarr", planted(identities=(4, 4), actions_per_identity=1), drop=("split",)
+    )
+    with pytest.raises(ConfigError, match="no video in the train or val split"):
+        train_adapter_stage(only_test, tmp_path / "b", TrainAdapterConfig(epochs=1))
