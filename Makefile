@@ -51,9 +51,11 @@ encoder: install
 
 bench: install
 	@$(PY) benchmarks/bench_extract.py
+	@$(PY) benchmarks/bench_adapter.py
 
 bench-gpu: install
 	@$(PY) benchmarks/bench_extract.py --gpu
+	@$(PY) benchmarks/bench_adapter.py --gpu
 
 clean:
 	rm -rf $(DEMO_OUT) bench-out .pytest_cache .mypy_cache .ruff_cache

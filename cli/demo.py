@@ -15,10 +15,13 @@ def demo(
     preset: Annotated[str, typer.Option(help="Synthetic benchmark size: tiny | demo | bench.")] = "demo",
     seed: Annotated[int, typer.Option(help="Seed of the synthetic benchmark.")] = 0,
     encoder: Annotated[str, typer.Option(help="Encoder (see `extract --help`).")] = "tiny",
+    epochs: Annotated[int, typer.Option(help="Adapter training epochs (each of the two adapters).")] = 20,
 ) -> None:
     """Run the whole pipeline on the embedded synthetic benchmark with the reference encoder.
 
-    Rerunning reuses what is already there (rendered videos, extracted latents).
+    synth → extract → train-adapter (ours and the paper's recipe) → anonymize (publish Parquet with
+    the privacy gate's numbers) → probe raw, paper adapter and published → report, side by side.
+    Rerunning reuses what is already there (videos, latents, adapters, the publication).
 
     Example:
 
@@ -26,18 +29,40 @@ def demo(
     """
     from flows.demo import run_demo
 
+    def echo(line: str) -> None:
+        typer.echo(line, err=True)
+
     with one_line_errors():
-        result = run_demo(out, preset=preset, seed=seed, encoder=encoder)
-    s, e = result.synth, result.extract
+        result = run_demo(out, preset=preset, seed=seed, encoder=encoder, epochs=epochs, echo=echo)
+    s, e, a = result.synth, result.extract, result.anonymize
     typer.echo(f"demo: wrote everything under {result.out}/")
-    typer.echo(f"  synth    {s.videos} videos ({s.rendered} rendered now) -> {s.manifest}")
+    typer.echo(f"  synth          {s.videos} videos ({s.rendered} rendered now) -> {s.manifest}")
     typer.echo(
-        f"  extract  {e.ok} extracted, {e.skipped} already there, {e.failed} failed; "
+        f"  extract        {e.ok} extracted, {e.skipped} already there, {e.failed} failed; "
         f"{e.motion_clips} motion + {e.static_clips} static clips in {e.seconds:.0f} s -> {e.store}"
     )
-    typer.echo(f"  probe    {result.probe.path}")
-    typer.echo(f"  report   {result.report.out}/report.md")
+    for name, t in result.adapters.items():
+        acc = "n/a" if t.val_action_acc is None else f"{t.val_action_acc:.3f}"
+        verb = "found" if t.reused else f"trained in {t.seconds:.0f} s"
+        typer.echo(f"  train-adapter  {name}: {verb}, val action top-1 {acc} -> {t.out}")
+    gate = (
+        f"worst leakage {a.gate.worst_leakage:.3f}, smallest reduction "
+        f"{'n/a' if a.gate.min_reduction is None else f'{a.gate.min_reduction:.2f}'}"
+        if a.gate.measured
+        else f"leakage not measured ({a.gate.reason})"
+    )
+    location = a.publish.partition.location
+    typer.echo(f"  anonymize      {a.clips} clips published ({gate}) -> {location}")
+    typer.echo(f"  probe          {result.probe.path}")
+    typer.echo(f"  report         {result.report.out}/report.md")
     for line in result.summary:
         typer.echo(f"    {line}")
-    if result.stages_missing:
-        typer.echo(f"  not yet part of the pipeline: {', '.join(result.stages_missing)}")
+    typer.echo("")
+    typer.echo(
+        f"The anonymized embeddings are Parquet under {result.out}/published/. Query them, e.g. with DuckDB:"
+    )
+    typer.echo(
+        f'  duckdb -c "SELECT video_id, clip_index, emb::FLOAT[{a.dim}] AS emb '
+        f"FROM read_parquet('{result.out}/published/**/*.parquet', hive_partitioning=true) LIMIT 5\""
+    )
+    typer.echo("  (docs/data-teams.md: polars, pandas, faiss and cosine top-k)")

@@ -40,6 +40,17 @@ def train_adapter(
     temporal: Annotated[
         bool, typer.Option(help="Attend over the cached temporal tokens (store extracted with --tokens).")
     ] = False,
+    erase_dims: Annotated[
+        int | None,
+        typer.Option(
+            help="Default objective: output directions the eraser removes (default: min(32, D/2)); more "
+            "removes more leakage and costs utility (docs/adapter.md)."
+        ),
+    ] = None,
+    threads: Annotated[
+        int,
+        typer.Option(help="CPU threads for training (0: torch's default; 1 is often fastest on 2 cores)."),
+    ] = 0,
 ) -> None:
     """Train the Anonymizing Adapter Module on a latent cache; never decodes video.
 
@@ -77,6 +88,8 @@ def train_adapter(
             lr=lr,
             tasks=chosen,
             temporal=temporal,
+            erase_dims=erase_dims,
+            threads=threads,
         )
         result = train_adapter_stage(store, out, config, bar=is_terminal(), echo=echo)
     acc = "n/a" if result.val_action_acc is None else f"{result.val_action_acc:.3f}"

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -63,6 +64,8 @@ class TrainAdapterConfig(BaseModel):
     lr: float | None = Field(None, gt=0, description="at batch 512; scaled linearly with the batch")
     tasks: tuple[TaskName, ...] = TASKS
     temporal: bool = Field(False, description="attend over the cached temporal tokens (clip variant)")
+    erase_dims: int | None = Field(None, ge=0, description="eraser directions (default: the recipe's)")
+    threads: int = Field(0, ge=0, description="torch CPU threads while training (0: torch's default)")
 
     def train_config(self, dim: int) -> TrainConfig:
         """The pipeline's TrainConfig for a store of embedding size `dim`."""
@@ -78,10 +81,17 @@ class TrainAdapterConfig(BaseModel):
             overrides["batch_size"] = self.batch_size
         if self.lr is not None:
             overrides["lr"] = self.lr
+        adapter: dict[str, object] = {}
         if self.temporal:
+            adapter["temporal"] = True
+        if self.erase_dims is not None:
+            adapter["erase_dims"] = self.erase_dims
+        if adapter:
             if recipe.adapter.variant == "paper":
-                raise ConfigError("--temporal needs the per-clip adapter; the paper variant has none")
-            overrides["adapter"] = recipe.adapter.model_copy(update={"temporal": True})
+                raise ConfigError(
+                    "--temporal and --erase-dims need the per-clip adapter; the paper variant has none"
+                )
+            overrides["adapter"] = recipe.adapter.model_copy(update=adapter)
         return TrainConfig.model_validate({**recipe.model_dump(), **overrides})
 
 
@@ -95,6 +105,21 @@ class TrainAdapterResult:
     seconds: float
     clips: int  # training + validation motion clips
     reused: bool  # the artifact was already there for the same data and settings
+
+
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """Use `n` torch CPU threads inside (0: leave as is). The adapter's matrices are small: on a
+    shared 2-core machine one thread is often faster than two that wait for each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _device(name: str) -> str:
@@ -263,7 +288,8 @@ def train_adapter_stage(
             }
             advance(1, **shown)
 
-        result = train_adapter(data, cfg, on_epoch=on_epoch)
+        with _threads(config.threads):
+            result = train_adapter(data, cfg, on_epoch=on_epoch)
     meta = meta_from_training(
         view.attrs.encoder_id,
         cfg,

@@ -82,7 +82,7 @@ def test_bad_inputs(store: Path, tmp_path: Path) -> None:
         train_adapter_stage(store, tmp_path / "file", TrainAdapterConfig(epochs=1))
     with pytest.raises(ConfigError, match="temporal tokens"):
         train_adapter_stage(store, tmp_path / "t", TrainAdapterConfig(epochs=1, temporal=True))
-    with pytest.raises(ConfigError, match="per-clip adapter"):
+    with pytest.raises(ConfigError, match="need the per-clip adapter"):
         TrainAdapterConfig(objective="paper", temporal=True).train_config(32)
     only_test = write_store(
         tmp_path / "test-only.zarr", planted(identities=(4, 4), actions_per_identity=1), drop=("split",)
