@@ -47,6 +47,13 @@ def train_adapter(
             "removes more leakage and costs utility (docs/adapter.md)."
         ),
     ] = None,
+    memory_gb: Annotated[
+        float | None,
+        typer.Option(
+            help="Hold the training latents in memory up to this many GB; above it, stream groups of "
+            "videos from the store each epoch (default: a quarter of RAM)."
+        ),
+    ] = None,
     threads: Annotated[
         int,
         typer.Option(help="CPU threads for training (0: torch's default; 1 is often fastest on 2 cores)."),
@@ -89,6 +96,7 @@ def train_adapter(
             tasks=chosen,
             temporal=temporal,
             erase_dims=erase_dims,
+            memory_gb=memory_gb,
             threads=threads,
         )
         result = train_adapter_stage(store, out, config, bar=is_terminal(), echo=echo)

@@ -11,7 +11,9 @@ A rerun with the same data and settings finds the artifact and returns it withou
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flows.progress import progress
 from pipeline.adapter import (
+    AdapterChunks,
     AdapterData,
     AdapterError,
     AdapterMeta,
@@ -43,7 +46,7 @@ from pipeline.probes.config import TemporalConfig
 from pipeline.probes.inputs import is_missing
 from pipeline.probes.temporal import clip_labels
 from stores._cache_types import CacheView
-from stores.latent_cache import LatentCache
+from stores.latent_cache import CacheAttrs, LatentCache
 from stores.manifest import parse_anomaly_segments, parse_segments
 
 TRAIN_SPLITS = ("train", "val")
@@ -65,6 +68,11 @@ class TrainAdapterConfig(BaseModel):
     tasks: tuple[TaskName, ...] = TASKS
     temporal: bool = Field(False, description="attend over the cached temporal tokens (clip variant)")
     erase_dims: int | None = Field(None, ge=0, description="eraser directions (default: the recipe's)")
+    memory_gb: float | None = Field(
+        None,
+        gt=0,
+        description="hold training latents in memory up to this many GB, stream above (default: RAM/4)",
+    )
     threads: int = Field(0, ge=0, description="torch CPU threads while training (0: torch's default)")
 
     def train_config(self, dim: int) -> TrainConfig:
@@ -139,13 +147,28 @@ def _values(videos: pa.Table, name: str) -> list[object]:
     return [None if is_missing(v) else v for v in videos.column(name).to_pylist()]
 
 
-def adapter_data(view: CacheView, *, tokens: bool = False) -> tuple[AdapterData, dict[str, list[str]]]:
+def class_names(videos: pa.Table) -> dict[str, list[str]]:
+    """Sorted class names of the co-training tasks over the train and val videos of a videos table."""
+    splits = _values(videos, "split")
+    kept = [str(s) in TRAIN_SPLITS for s in splits]
+    actions = {str(a) for a, k in zip(_values(videos, "action"), kept, strict=True) if k and a is not None}
+    segments = [
+        parse_segments(str(t)) for t, k in zip(_values(videos, "segments"), kept, strict=True) if k and t
+    ]
+    return {"action": sorted(actions), "detection": sorted({str(s[2]) for segs in segments for s in segs})}
+
+
+def adapter_data(
+    view: CacheView, *, tokens: bool = False, classes: dict[str, list[str]] | None = None
+) -> tuple[AdapterData, dict[str, list[str]]]:
     """Training data of the train and val videos of `view`, and the class names of each task.
 
     Action: the class of a trimmed video, on each of its clips. Detection: per clip of an untrimmed
     video, the segment label covering most of it (background otherwise, as the temporal probe does).
     Anomaly: 1 when the video has abnormal intervals, 0 when it has none. Test videos are left out.
+    `classes` fixes the class lists (streaming: every group encodes labels alike); default: `view`'s.
     """
+    classes = classes or class_names(view.videos)
     videos = view.videos
     ids = videos.column("video_id").to_pylist()
     splits = [str(s) if s is not None else "" for s in _values(videos, "split")]
@@ -167,7 +190,7 @@ def adapter_data(view: CacheView, *, tokens: bool = False) -> tuple[AdapterData,
     actions = {
         v: a for v, a in zip(ids, _values(videos, "action"), strict=True) if v in number and a is not None
     }
-    action_classes = sorted({str(a) for a in actions.values()})
+    action_classes = classes["action"]
     action_id = {c: i for i, c in enumerate(action_classes)}
     action = np.full(len(motion_rows), -1, dtype=np.int64)
     if actions:
@@ -181,7 +204,7 @@ def adapter_data(view: CacheView, *, tokens: bool = False) -> tuple[AdapterData,
         for v, t in zip(ids, _values(videos, "segments"), strict=True)
         if v in number and t is not None
     }
-    detection_classes = sorted({str(s[2]) for segs in segments.values() for s in segs})
+    detection_classes = classes["detection"]
     detection = None
     if segments and detection_classes:
         C = len(detection_classes)
@@ -223,17 +246,87 @@ def adapter_data(view: CacheView, *, tokens: bool = False) -> tuple[AdapterData,
     return data, {"action": action_classes, "detection": detection_classes}
 
 
+def _memory_budget(memory_gb: float | None) -> int:
+    if memory_gb is not None:
+        return int(memory_gb * 1e9)
+    pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    return pages * size // 4
+
+
+def training_data(
+    cache: LatentCache, tables: CacheView, tokens: bool, memory_gb: float | None
+) -> tuple[AdapterData | AdapterChunks, dict[str, list[str]], int]:
+    """The train/val latents in memory when they fit `memory_gb` (default: a quarter of RAM), else
+    streamed in groups of whole videos of about half that size; also the classes and the clip count."""
+    classes = class_names(tables.videos)
+    splits = dict(zip(tables.videos["video_id"].to_pylist(), _values(tables.videos, "split"), strict=True))
+    kept = sorted(v for v, s in splits.items() if str(s) in TRAIN_SPLITS)
+    if not kept:
+        raise ConfigError(
+            "the store has no video in the train or val split; the adapter has nothing to learn from"
+        )
+    clip_videos = np.array(tables.clips["video_id"].to_pylist())
+    counts = dict(zip(*np.unique(clip_videos, return_counts=True), strict=True))
+    static_counts = dict(
+        zip(*np.unique(tables.static_clips["video_id"].to_pylist(), return_counts=True), strict=True)
+    )
+    D, tokens_per_clip = cache.attrs.dim, (cache.attrs.tokens[0] if tokens and cache.attrs.tokens else 0)
+    per_video = {
+        v: 4 * D * (counts.get(v, 0) * (1 + tokens_per_clip) + static_counts.get(v, 0)) for v in kept
+    }
+    clips = int(sum(counts.get(v, 0) for v in kept))
+    budget = _memory_budget(memory_gb)
+    if sum(per_video.values()) <= budget:
+        data, _ = adapter_data(cache.read(videos=kept), tokens=tokens, classes=classes)
+        return data, classes, clips
+    groups = _groups(kept, per_video, budget // 2, splits)
+    digest = hashlib.sha256(cache.attrs.weights_sha256.encode())
+    for column in ("video_id", "size", "mtime_ns", "split", "action", "segments", "anomaly_segments"):
+        if column in tables.videos.column_names:
+            digest.update(json.dumps(tables.videos[column].to_pylist(), default=str).encode())
+    digest.update(json.dumps([len(g) for g in groups]).encode())
+
+    def load(i: int) -> AdapterData:
+        return adapter_data(cache.read(videos=groups[i]), tokens=tokens, classes=classes)[0]
+
+    chunks = AdapterChunks(
+        load, len(groups), D, len(classes["action"]), len(classes["detection"]), digest.hexdigest()
+    )
+    return chunks, classes, clips
+
+
+def _groups(kept: list[str], size: dict[str, int], budget: int, splits: dict[str, object]) -> list[list[str]]:
+    """Consecutive runs of video ids (consecutive ids share store parts) of at most `budget` bytes,
+    each with at least one training video (a run without one joins the previous run)."""
+    groups: list[list[str]] = [[]]
+    used = 0
+    for v in kept:
+        if groups[-1] and used + size[v] > budget:
+            groups.append([])
+            used = 0
+        groups[-1].append(v)
+        used += size[v]
+    merged: list[list[str]] = []
+    for group in groups:
+        if merged and not any(str(splits[v]) == "train" for v in group):
+            merged[-1].extend(group)
+        else:
+            merged.append(group)
+    if len(merged) > 1 and not any(str(splits[v]) == "train" for v in merged[0]):
+        merged[1] = merged[0] + merged[1]
+        merged.pop(0)
+    return merged
+
+
 # --- the stage -----------------------------------------------------------------------------------------
 
 
-def _existing(out: Path, view: CacheView, cfg: TrainConfig, checksum: str) -> AdapterMeta | None:
+def _existing(out: Path, attrs: CacheAttrs, cfg: TrainConfig, checksum: str) -> AdapterMeta | None:
     """The metadata of the artifact in `out` when it was trained on the same data with the same settings."""
     if not (out / CONFIG).is_file():
         return None
     try:
-        _, adapter_cfg, meta = load_adapter(
-            out, expect_encoder_id=view.attrs.encoder_id, expect_dim=view.attrs.dim
-        )
+        _, adapter_cfg, meta = load_adapter(out, expect_encoder_id=attrs.encoder_id, expect_dim=attrs.dim)
     except AdapterError:  # an artifact we cannot use is simply retrained
         return None
     same = (
@@ -259,14 +352,18 @@ def train_adapter_stage(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; pass a folder for the adapter")
-    view = LatentCache.open(store).read()
-    if view.motion.shape[0] == 0:
+    cache = LatentCache.open(store)
+    tables = cache.read(arrays=False)
+    if tables.clips.num_rows == 0:
         raise ConfigError(f"{store} holds no motion clips; run extract first")
-    cfg = config.train_config(view.attrs.dim)
-    data, classes = adapter_data(view, tokens=cfg.adapter.temporal)
+    cfg = config.train_config(cache.attrs.dim)
+    data, classes, clips = training_data(cache, tables, cfg.adapter.temporal, config.memory_gb)
     checksum = data.checksum()
-    clips = int(data.motion.shape[0])
-    previous = _existing(out, view, cfg, checksum)
+    if echo and isinstance(data, AdapterChunks):
+        echo(
+            f"train-adapter: the training latents exceed --memory-gb; streaming {data.count} groups of videos"
+        )
+    previous = _existing(out, cache.attrs, cfg, checksum)
     if previous is not None:
         if echo:
             echo(f"train-adapter: {out} already holds this adapter (same data and settings); not retrained")
@@ -276,7 +373,7 @@ def train_adapter_stage(
         )
     if echo:
         echo(
-            f"train-adapter: {clips} clips of {data.num_videos} train/val videos, D={data.dim}, "
+            f"train-adapter: {clips} clips of train/val videos, D={cache.attrs.dim}, "
             f"objective {cfg.objective.name}, variant {cfg.adapter.variant}, "
             f"{cfg.epochs} epochs on {cfg.device}"
         )
@@ -291,13 +388,13 @@ def train_adapter_stage(
         with _threads(config.threads):
             result = train_adapter(data, cfg, on_epoch=on_epoch)
     meta = meta_from_training(
-        view.attrs.encoder_id,
+        cache.attrs.encoder_id,
         cfg,
         data_checksum=checksum,
         history=result.history,
         best_epoch=result.best_epoch,
         val_action_acc=result.val_action_acc,
-        encoder_weights_sha256=view.attrs.weights_sha256,
+        encoder_weights_sha256=cache.attrs.weights_sha256,
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / CLASSES).write_text(json.dumps(classes, indent=2) + "\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -192,12 +192,18 @@ class LatentCache:
         videos = self._tables(parts, "videos", ["video_id", "status", "size", "mtime_ns"])
         return _view.resolve(parts, videos).fingerprint
 
-    def read(self, *, arrays: bool = True) -> CacheView:
-        """Everything in the trusted parts, each clip once; arrays=False reads the tables only."""
+    def read(self, *, arrays: bool = True, videos: Collection[str] | None = None) -> CacheView:
+        """Everything in the trusted parts, each clip once; arrays=False reads the tables only.
+
+        `videos` restricts the view to those video ids (only the parts holding them are read), for
+        readers that stream a large store a group of videos at a time."""
         parts = self._trusted_parts()
-        videos = self._tables(parts, "videos")
-        resolution = _view.resolve(parts, videos)
+        tables = self._tables(parts, "videos")
+        resolution = _view.resolve(parts, tables)
         owned = resolution.owned_by(len(parts))
+        if videos is not None:
+            wanted = set(videos)
+            owned = [[v for v in ids if v in wanted] for ids in owned]
         clips = _view.row_index(self._tables(parts, "clips"), owned, "clip_index", CLIPS_SCHEMA)
         static_tables = self._tables(parts, "static_clips")
         static = _view.row_index(static_tables, owned, "static_index", STATIC_CLIPS_SCHEMA)
@@ -214,7 +220,7 @@ class LatentCache:
                 )
         return CacheView(
             attrs=self.attrs,
-            videos=_ok_videos(videos, owned),
+            videos=_ok_videos(tables, owned),
             clips=clips.table,
             motion=motion_rows,
             static_clips=static.table,

@@ -26,13 +26,14 @@ from pipeline.adapter.config import (
     paper_objective,
     train_recipe,
 )
-from pipeline.adapter.data import AdapterData
+from pipeline.adapter.data import AdapterChunks, AdapterData
 from pipeline.adapter.errors import AdapterError
 from pipeline.adapter.model import Adapter, ClipAdapter, PaperAdapter, anonymize_array, build_adapter
 from pipeline.adapter.train import TrainResult, train_adapter
 
 __all__ = [
     "Adapter",
+    "AdapterChunks",
     "AdapterConfig",
     "AdapterData",
     "AdapterError",

@@ -7,6 +7,7 @@ The rows of one video are in temporal order (the latent cache sorts by video, th
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,6 +108,25 @@ class AdapterData:
         digest.update("|".join(map(str, self.split)).encode())
         digest.update(str(self.detection_classes).encode())
         return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class AdapterChunks:
+    """Training data too large for memory: `count` groups of whole videos, loaded one at a time.
+
+    `load(i)` returns group i as `AdapterData` with labels encoded as for the whole set (the same
+    `num_actions` and `detection_classes`); `checksum` identifies the whole set without reading it.
+    """
+
+    load: Callable[[int], AdapterData]
+    count: int
+    dim: int
+    num_actions: int
+    detection_classes: int
+    data_checksum: str
+
+    def checksum(self) -> str:
+        return self.data_checksum
 
 
 def _check(ok: bool, message: str) -> None:

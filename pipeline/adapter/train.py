@@ -24,7 +24,7 @@ from torch import nn
 
 from pipeline.adapter import losses
 from pipeline.adapter.config import ObjectiveConfig, TrainConfig
-from pipeline.adapter.data import AdapterData
+from pipeline.adapter.data import AdapterChunks, AdapterData
 from pipeline.adapter.errors import AdapterError
 from pipeline.adapter.heads import TaskHeads
 from pipeline.adapter.model import ClipAdapter, build_adapter
@@ -59,6 +59,7 @@ class _Index:
     video_action: np.ndarray  # (V,) the video's action (-1 = none / mixed)
     detection_videos: np.ndarray  # training videos with detection labels
     anomaly_videos: dict[int, np.ndarray] = field(default_factory=dict)  # bag label -> training videos
+    has_static: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (V,) >= 2 static clips
 
     @classmethod
     def build(cls, data: AdapterData) -> _Index:
@@ -90,6 +91,7 @@ class _Index:
             video_action=video_action,
             detection_videos=detection_videos,
             anomaly_videos=anomaly_videos,
+            has_static=np.diff(static_start) >= 2,
         )
 
     def static_pairs(self, videos: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -165,54 +167,67 @@ class _Step:
         return x, x[:, None].expand(-1, self.tokens.shape[1], -1)
 
 
-def train_adapter(data: AdapterData, cfg: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
+def train_adapter(
+    data: AdapterData | AdapterChunks, cfg: TrainConfig, on_epoch: OnEpoch | None = None
+) -> TrainResult:
     """Train an adapter on `data` with `cfg`; select the epoch by validation action accuracy.
 
+    `data` is held in memory whole, or (`AdapterChunks`) streamed: every epoch visits the groups in a
+    new random order, one in memory at a time, and the eraser is refitted on the epoch's first group.
     `on_epoch(epoch, metrics)` receives every epoch's loss terms and validation metrics.
     """
-    _check(data, cfg)
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     device = torch.device(cfg.device)
-    obj: ObjectiveConfig = cfg.objective
-    index = _Index.build(data)
-    tensors = _Step(data, cfg, device)
+    chunks = data if isinstance(data, AdapterChunks) else None
+    resident = _Loaded.of(data if isinstance(data, AdapterData) else data.load(0), cfg, device)
+    dim = resident.data.dim if chunks is None else chunks.dim
+    actions = resident.data.num_actions if chunks is None else chunks.num_actions
+    detection_classes = resident.data.detection_classes if chunks is None else chunks.detection_classes
     model = build_adapter(cfg.adapter).to(device)
-    heads = TaskHeads(data.dim, data.num_actions, data.detection_classes).to(device)
+    heads = TaskHeads(dim, actions, detection_classes).to(device)
     opt = torch.optim.AdamW(
         [*model.parameters(), *heads.parameters()], lr=cfg.scaled_lr, weight_decay=cfg.weight_decay
     )
-    has_static = np.diff(index.static_start) >= 2
 
     history: list[dict[str, float]] = []
     best: tuple[int, float, dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
-    B = min(cfg.batch_size, len(index.train_clips))
-    steps = max(1, len(index.train_clips) // B)
+    B = cfg.batch_size
     for epoch in range(cfg.epochs):
         epoch_started = time.perf_counter()
         warm = epoch < cfg.warmup_epochs
         model.train()
         heads.train()
-        eraser: dict[str, float] = {}
-        if not warm and isinstance(model, ClipAdapter) and cfg.adapter.erase_dims > 0:
-            # refit before the epoch, so the heads train (and validation runs) on the eraser in use
-            eraser["erased_corr"] = _fit_eraser(model, tensors, index, B)
-        order = rng.permutation(index.train_clips)
+        order = [0] if chunks is None else [int(i) for i in rng.permutation(chunks.count)]
         sums: dict[str, float] = {}
-        for step in range(steps):
-            clips = order[step * B : (step + 1) * B]
-            terms = _step_terms(clips, index, tensors, model, heads, obj, rng, has_static, warm)
-            loss = terms.pop("_loss")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
-            for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
-        metrics = {key: value / steps for key, value in sums.items()}
+        steps_done, correct, total = 0, 0, 0
+        eraser: dict[str, float] = {}
+        for position, group in enumerate(order):
+            if chunks is not None and (position > 0 or epoch > 0 or group != 0):
+                resident = _Loaded.of(chunks.load(group), cfg, device)
+            t, index = resident.step, resident.index
+            if position == 0 and not warm and isinstance(model, ClipAdapter) and cfg.adapter.erase_dims > 0:
+                # refit before the epoch, so the heads train (and validation runs) on the eraser in use
+                eraser["erased_corr"] = _fit_eraser(model, t, index, B)
+            b = min(B, len(index.train_clips))
+            shuffled = rng.permutation(index.train_clips)
+            for step in range(max(1, len(index.train_clips) // b) if b else 0):
+                clips = shuffled[step * b : (step + 1) * b]
+                terms = _step_terms(clips, index, t, model, heads, cfg.objective, rng, index.has_static, warm)
+                loss = terms.pop("_loss")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                steps_done += 1
+                sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+                for key, value in terms.items():
+                    sums[key] = sums.get(key, 0.0) + float(value)
+            hits, seen = _val_hits(model, heads, t, index, B)
+            correct, total = correct + hits, total + seen
+        metrics = {key: value / max(steps_done, 1) for key, value in sums.items()}
         metrics.update(eraser)
-        metrics["val_action_acc"] = _val_accuracy(model, heads, tensors, index, B)
+        metrics["val_action_acc"] = correct / total if total and actions else float("nan")
         metrics["seconds"] = time.perf_counter() - epoch_started
         history.append(metrics)
         if on_epoch is not None:
@@ -233,6 +248,20 @@ def train_adapter(data: AdapterData, cfg: TrainConfig, on_epoch: OnEpoch | None 
         data_checksum=data.checksum(),
         seconds=time.perf_counter() - started,
     )
+
+
+@dataclass
+class _Loaded:
+    """One group of training data, checked and on the device."""
+
+    data: AdapterData
+    index: _Index
+    step: _Step
+
+    @classmethod
+    def of(cls, data: AdapterData, cfg: TrainConfig, device: torch.device) -> _Loaded:
+        _check(data, cfg)
+        return cls(data, _Index.build(data), _Step(data, cfg, device))
 
 
 def _forward_groups(
@@ -369,17 +398,17 @@ def _fit_eraser(model: ClipAdapter, t: _Step, index: _Index, batch: int) -> floa
 
 
 @torch.no_grad()
-def _val_accuracy(model: nn.Module, heads: TaskHeads, t: _Step, index: _Index, batch: int) -> float:
-    """Top-1 of the co-trained action head on validation clips (NaN without any)."""
+def _val_hits(model: nn.Module, heads: TaskHeads, t: _Step, index: _Index, batch: int) -> tuple[int, int]:
+    """(correct, total) of the co-trained action head on the validation clips of this data."""
     if len(index.val_clips) == 0 or t.data.num_actions == 0:
-        return float("nan")
+        return 0, 0
     correct = 0
     for start in range(0, len(index.val_clips), batch):
         idx = index.val_clips[start : start + batch]
         z = model(*t.rows(idx))
         pred = heads.action_logits(z).argmax(1)
         correct += int((pred == t.action[torch.as_tensor(idx, device=t.device)]).sum())
-    return correct / len(index.val_clips)
+    return correct, len(index.val_clips)
 
 
 def _select(

@@ -89,3 +89,20 @@ def test_bad_inputs(store: Path, tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="no video in the train or val split"):
         train_adapter_stage(only_test, tmp_path / "b", TrainAdapterConfig(epochs=1))
+
+
+def test_a_store_larger_than_memory_is_streamed_in_groups(store: Path, tmp_path: Path) -> None:
+    lines: list[str] = []
+    config = TrainAdapterConfig(epochs=2, device="cpu", memory_gb=2e-5)  # 20 kB: a few videos per group
+    result = train_adapter_stage(store, tmp_path / "streamed", config, echo=lines.append)
+    assert any("streaming" in line for line in lines)
+    assert len(result.history) == 2 and result.clips > 0
+    assert np.isfinite(result.history[-1]["loss"] or 0.0) and result.history[-1]["action"] is not None
+    view = LatentCache.open(store).read()
+    model, _, _ = load_adapter(tmp_path / "streamed", expect_encoder_id="planted", expect_dim=32)
+    from pipeline.adapter import anonymize_array
+
+    z = anonymize_array(model, view.motion)
+    assert z.shape == view.motion.shape and np.isfinite(z).all()
+    in_memory = train_adapter_stage(store, tmp_path / "memory", TrainAdapterConfig(epochs=1, device="cpu"))
+    assert in_memory.clips == result.clips  # the same training clips either way

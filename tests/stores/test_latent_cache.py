@@ -289,6 +289,21 @@ def test_tables_only_read(url: str) -> None:
     assert view.clips.num_rows == 6 and view.motion.shape == (0, DIM) and view.static.shape == (0, DIM)
 
 
+def test_read_a_subset_of_videos(url: str) -> None:
+    cache = LatentCache.create_or_open(url, ATTRS)
+    cache.write_part("p2", make_part(["d", "b"], salt="x"))
+    cache.write_part("p1", make_part(["c", "a"], salt="y"))
+    full = cache.read()
+    some = cache.read(videos=["b", "c", "zz"])  # an unknown id is simply absent
+    assert some.videos["video_id"].to_pylist() == ["b", "c"]
+    assert some.clips["video_id"].to_pylist() == [v for v in "bc" for _ in range(3)]
+    rows = [i for i, v in enumerate(full.clips["video_id"].to_pylist()) if v in "bc"]
+    np.testing.assert_array_equal(some.motion, full.motion[rows])
+    static_rows = [i for i, v in enumerate(full.static_clips["video_id"].to_pylist()) if v in "bc"]
+    np.testing.assert_array_equal(some.static, full.static[static_rows])
+    assert cache.read(videos=[]).motion.shape == (0, DIM)
+
+
 def test_empty_store_reads_empty(url: str) -> None:
     view = LatentCache.create_or_open(url, ATTRS).read()
     assert view.clips.num_rows == view.videos.num_rows == view.errors.num_rows == 0
