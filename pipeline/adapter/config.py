@@ -44,6 +44,9 @@ class AdapterConfig(_Frozen):
         description="k: linear eraser of the k output directions most "
         "predictable from the video's raw static look (fitted, see nullspace.py)",
     )
+    erase_keep_means: bool = Field(
+        False, description="search eraser directions orthogonal to the action means (keeps them exactly)"
+    )
     micro_batch: int = Field(64, ge=1, description="fixed inference kernel shape; rows are zero-padded")
 
     @model_validator(mode="after")

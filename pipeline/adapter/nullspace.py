@@ -23,21 +23,46 @@ def _within(x: np.ndarray, group: np.ndarray) -> np.ndarray:
     return out
 
 
+def _mean_complement(z: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Orthonormal basis (D, D - r) of the complement of the span of the labelled groups' mean offsets
+    (group -1 = unlabelled is left out); the identity when fewer than two groups are labelled."""
+    labelled = [g for g in np.unique(group) if g >= 0]
+    D = z.shape[1]
+    if len(labelled) < 2:
+        return np.eye(D)
+    overall = z[group >= 0].mean(0)
+    offsets = np.stack([z[group == g].mean(0) - overall for g in labelled])  # (G, D)
+    U, sv, _ = np.linalg.svd(offsets.T, full_matrices=True)  # (D, D)
+    rank = int((sv > 1e-9 * max(sv.max(), 1e-30)).sum())
+    return U[:, rank:]
+
+
 def fit_nullspace(
-    z: np.ndarray, s: np.ndarray, group: np.ndarray, k: int, reg: float = 1e-3
+    z: np.ndarray, s: np.ndarray, group: np.ndarray, k: int, reg: float = 1e-3, keep_means: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Top-k canonical directions of `z` w.r.t. `s` within `group` (N,), all float64: mean mu (D,),
-    directions E (D, k), patterns P (D, k) and the canonical correlations (k,). Apply in float64."""
+    directions E (D, k), patterns P (D, k) and the canonical correlations (k,). Apply in float64.
+
+    `keep_means`: the directions are searched only orthogonal to the groups' mean offsets, so erasing
+    leaves every group's (action's) mean exactly where it was: what separates actions linearly stays.
+    """
     z64, s64 = z.astype(np.float64), s.astype(np.float64)
     A, B = _within(z64, group), _within(s64, group)  # (N, D), (N, E)
     n = len(A)
-    Caa, Cbb, Cab = A.T @ A / n, B.T @ B / n, A.T @ B / n
+    Q = _mean_complement(z64, group) if keep_means else np.eye(z.shape[1])  # (D, D')
+    Aq = A @ Q  # (N, D')
+    Caa, Cbb, Cab = Aq.T @ Aq / n, B.T @ B / n, Aq.T @ B / n
     Caa += reg * np.trace(Caa) / len(Caa) * np.eye(len(Caa))
     Cbb += reg * np.trace(Cbb) / len(Cbb) * np.eye(len(Cbb))
     Wa = np.linalg.inv(np.linalg.cholesky(Caa)).T  # whitening: Wa^T Caa Wa = I
     Wb = np.linalg.inv(np.linalg.cholesky(Cbb)).T
     U, corr, _ = np.linalg.svd(Wa.T @ Cab @ Wb)
     k = min(k, len(corr))
-    E = Wa @ U[:, :k]  # (D, k): a_i, the canonical directions
-    P = Caa @ E  # (D, k): their patterns; E^T P = I
-    return z64.mean(0), E, P, corr[:k]
+    E = Q @ (Wa @ U[:, :k])  # (D, k): a_i, the canonical directions, orthogonal to the group means
+    full = A.T @ A / n
+    full += reg * np.trace(full) / len(full) * np.eye(len(full))
+    P = full @ E  # (D, k): their patterns; E^T P = I (up to the regulariser)
+    P = P @ np.linalg.inv(E.T @ P)  # exact E^T P = I: after erasing, every a_i^T z is constant
+    labelled = group >= 0
+    mu = z64[labelled].mean(0) if keep_means and labelled.any() else z64.mean(0)
+    return mu, E, P, corr[:k]

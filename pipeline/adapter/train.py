@@ -391,7 +391,11 @@ def _fit_eraser(model: ClipAdapter, t: _Step, index: _Index, batch: int) -> floa
     s = t.static_mean[torch.as_tensor(videos, device=t.device)]
     group = t.video_action[torch.as_tensor(videos, device=t.device)]
     mean, E, P, corr = fit_nullspace(
-        z.cpu().numpy(), s.cpu().numpy(), group.cpu().numpy(), model.config.erase_dims
+        z.cpu().numpy(),
+        s.cpu().numpy(),
+        group.cpu().numpy(),
+        model.config.erase_dims,
+        keep_means=model.config.erase_keep_means,
     )
     model.set_eraser(*(torch.as_tensor(a, dtype=torch.float64, device=t.device) for a in (mean, E, P)))
     return float(corr.mean())

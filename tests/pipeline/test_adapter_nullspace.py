@@ -31,7 +31,7 @@ def _r2(x: np.ndarray, y: np.ndarray) -> float:
 
 def test_eraser_removes_the_static_look_and_keeps_the_rest() -> None:
     z, s, group, kept = _planted()
-    mean, E, P, corr = fit_nullspace(z, s, group, k=2)
+    mean, E, P, corr = fit_nullspace(z, s, group, k=2, keep_means=False)
     assert E.shape == P.shape == (6, 2) and mean.shape == (6,)
     np.testing.assert_allclose(E.T @ P, np.eye(2), atol=1e-4)
     assert corr[0] > 0.9 and corr[1] > 0.9
@@ -49,7 +49,18 @@ def test_eraser_mostly_keeps_what_groups_share() -> None:
     """Both views show the group (the action): fitted within groups, the eraser does not target it
     (only the group's share along the erased directions goes)."""
     z, s, group, _ = _planted(seed=1)
-    mean, E, P, _ = fit_nullspace(z, s, group, k=2)
+    mean, E, P, _ = fit_nullspace(z, s, group, k=2, keep_means=False)
     erased = z - (z - mean) @ E @ P.T
     onehot = np.eye(3)[group]
     assert _r2(erased, onehot) > 0.8 * _r2(z, onehot)
+
+
+def test_keep_means_leaves_every_group_mean_in_place() -> None:
+    z, s, group, _ = _planted(seed=2)
+    z = z.astype(np.float64)
+    mean, E, P, _ = fit_nullspace(z, s, group, k=2, keep_means=True)
+    np.testing.assert_allclose(E.T @ P, np.eye(2), atol=1e-9)
+    erased = z - (z - mean) @ E @ P.T
+    for g in range(3):
+        np.testing.assert_allclose(erased[group == g].mean(0), z[group == g].mean(0), atol=1e-9)
+    np.testing.assert_allclose((erased - mean) @ E, 0.0, atol=1e-9)  # the variates are still gone
