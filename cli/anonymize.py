@@ -44,7 +44,10 @@ def anonymize(
     float16: Annotated[bool, typer.Option(help="Publish `emb` as float16.")] = False,
     normalise: Annotated[bool, typer.Option(help="Publish unit-length embeddings (l2).")] = False,
     faiss_index: Annotated[
-        str | None, typer.Option(help="Also write a faiss index: flat (exact) or ivf (large sets).")
+        str | None,
+        typer.Option(
+            help="Also write a faiss index: flat (exact), ivf (large sets) or auto (ivf from 200k rows)."
+        ),
     ] = None,
     zarr_copy: Annotated[bool, typer.Option(help="Also write a Zarr copy of the partition.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the gate's attackers.")] = 0,

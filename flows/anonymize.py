@@ -43,6 +43,9 @@ from stores.published import (
     publish,
 )
 
+# `--faiss-index auto`: exact search up to this many rows, an IVF index above.
+IVF_FROM_ROWS = 200_000
+
 # Raw leakage below this share of the way from chance to perfect is noise: nothing to remove there,
 # so the reduction is not asked of it.
 MIN_RAW_LEAKAGE = 0.02
@@ -64,7 +67,7 @@ class AnonymizeConfig(BaseModel):
     mode: Literal["new", "append"] = "append"
     float16: bool = False
     normalise: bool = Field(False, description="publish unit-length rows (l2)")
-    faiss_index: Literal["flat", "ivf"] | None = None
+    faiss_index: Literal["flat", "ivf", "auto"] | None = None
     zarr_copy: bool = False
     seed: int = 0
 
@@ -205,6 +208,12 @@ def check_gate(gate: Gate, config: AnonymizeConfig) -> None:
 # --- the stage -----------------------------------------------------------------------------------------
 
 
+def _index_kind(kind: str | None, rows: int) -> Literal["flat", "ivf"] | None:
+    if kind == "auto":
+        return "ivf" if rows >= IVF_FROM_ROWS else "flat"
+    return "flat" if kind == "flat" else "ivf" if kind == "ivf" else None
+
+
 def dataset_name(store: str | Path) -> str:
     """A partition-safe dataset name from the store's folder name (`demo.zarr` -> `demo`)."""
     stem = Path(str(store).rstrip("/")).name.removesuffix(".zarr")
@@ -276,7 +285,7 @@ def anonymize(
         emb,
         dtype="float16" if config.float16 else "float32",
         mode=config.mode,
-        faiss_index=config.faiss_index,
+        faiss_index=_index_kind(config.faiss_index, len(emb)),
         zarr_copy=config.zarr_copy,
     )
     publish_s = time.perf_counter() - t0

@@ -67,7 +67,9 @@ def test_publishes_every_motion_clip_with_the_gate_numbers(
 
 def test_nothing_private_leaves(trained: tuple[Path, Path], tmp_path: Path) -> None:
     store, adapter = trained
-    anonymize(store, adapter, tmp_path / "pub", AnonymizeConfig(faiss_index="flat", zarr_copy=True))
+    anonymize(store, adapter, tmp_path / "pub", AnonymizeConfig(faiss_index="auto", zarr_copy=True))
+    names = list(_files(tmp_path / "pub"))
+    assert any(n.endswith("_index/index.faiss") for n in names) and any("/_zarr/" in n for n in names)
     view = LatentCache.open(store).read()
     forbidden = [b"private_", b"/videos/", str(store).encode(), str(adapter).encode()]
     for name, data in _files(tmp_path / "pub").items():
