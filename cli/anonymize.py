@@ -51,6 +51,9 @@ def anonymize(
     ] = None,
     zarr_copy: Annotated[bool, typer.Option(help="Also write a Zarr copy of the partition.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the gate's attackers.")] = 0,
+    threads: Annotated[
+        int, typer.Option(help="CPU threads for the adapter (0: torch's default; 1 is usually fastest).")
+    ] = 1,
 ) -> None:
     """Apply a trained adapter to every motion clip of a latent cache and publish them as Parquet.
 
@@ -95,6 +98,7 @@ def anonymize(
             faiss_index=faiss_index,
             zarr_copy=zarr_copy,
             seed=seed,
+            threads=threads,
         )
         try:
             result = run(store, adapter, out, config, bar=is_terminal(), echo=echo)

@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from flows.cpu import torch_threads
 from flows.probe import Labels, labels_of, motion_clips
 from pipeline.adapter import AdapterConfig, adapter_checksum, anonymize_array, load_adapter
 from pipeline.errors import ConfigError, PipelineError
@@ -70,6 +71,7 @@ class AnonymizeConfig(BaseModel):
     faiss_index: Literal["flat", "ivf", "auto"] | None = None
     zarr_copy: bool = False
     seed: int = 0
+    threads: int = Field(1, ge=0, description="torch CPU threads for the adapter (0: torch's default)")
 
 
 @dataclass(frozen=True)
@@ -244,7 +246,8 @@ def anonymize(
     if cfg.temporal and tokens is None:
         raise ConfigError("this adapter attends over temporal tokens but the store has none")
     t0 = time.perf_counter()
-    emb = anonymize_array(model, view.motion, tokens)
+    with torch_threads(config.threads):
+        emb = anonymize_array(model, view.motion, tokens)
     anonymize_s = time.perf_counter() - t0
     say(
         f"anonymize: {len(emb)} motion clips of {view.videos.num_rows} videos through the "

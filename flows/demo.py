@@ -50,7 +50,7 @@ def run_demo(
     extracted = extract(read_manifest(synth.manifest), cache, ExtractConfig(encoder=encoder))
     adapters = {}
     for objective in ("default", "paper"):
-        config = TrainAdapterConfig(objective=objective, epochs=epochs, seed=seed, threads=1)
+        config = TrainAdapterConfig(objective=objective, epochs=epochs, seed=seed)
         folder = root / ("adapter" if objective == "default" else "adapter-paper")
         adapters[objective] = train_adapter_stage(cache, folder, config, echo=echo)
     published = anonymize(

@@ -15,8 +15,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.cpu import torch_threads
 from flows.progress import progress
 from pipeline.adapter import (
     AdapterChunks,
@@ -73,7 +73,7 @@ class TrainAdapterConfig(BaseModel):
         gt=0,
         description="hold training latents in memory up to this many GB, stream above (default: RAM/4)",
     )
-    threads: int = Field(0, ge=0, description="torch CPU threads while training (0: torch's default)")
+    threads: int = Field(1, ge=0, description="torch CPU threads while training (0: torch's default)")
 
     def train_config(self, dim: int) -> TrainConfig:
         """The pipeline's TrainConfig for a store of embedding size `dim`."""
@@ -113,21 +113,6 @@ class TrainAdapterResult:
     seconds: float
     clips: int  # training + validation motion clips
     reused: bool  # the artifact was already there for the same data and settings
-
-
-@contextmanager
-def _threads(n: int) -> Iterator[None]:
-    """Use `n` torch CPU threads inside (0: leave as is). The adapter's matrices are small: on a
-    shared 2-core machine one thread is often faster than two that wait for each other."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _device(name: str) -> str:
@@ -385,7 +370,7 @@ def train_adapter_stage(
             }
             advance(1, **shown)
 
-        with _threads(config.threads):
+        with torch_threads(config.threads):
             result = train_adapter(data, cfg, on_epoch=on_epoch)
     meta = meta_from_training(
         cache.attrs.encoder_id,
