@@ -15,15 +15,17 @@ def pretrain_encoder(
         "work/encoder"
     ),
     seed: Annotated[int, typer.Option(help="Seed of the pretraining population and of training.")] = 0,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
+    epochs: Annotated[
+        int | None, typer.Option(help="Training epochs (default: the shipped recipe's).", min=1)
+    ] = None,
 ) -> None:
     """Pretrain the `tiny` reference encoder and overwrite its shipped weights.
 
     Writes pipeline/encoders/weights/tiny.safetensors and tiny.json (with the checksum).
 
     The pretraining population (people, scenes) is disjoint from every benchmark preset; the objective
-    is action classification plus token-level reconstruction, never the private attributes.
-    Takes about 10 minutes on 2 CPU cores. CI never runs it.
+    is action classification plus token-level and motion-guided reconstruction, never the private
+    attributes or identities. Takes about an hour on 2 CPU cores. CI never runs it.
 
     Example:
 
@@ -35,6 +37,6 @@ def pretrain_encoder(
         info = run(workdir, seed=seed, epochs=epochs)
     last = info["history"][-1]
     typer.echo(
-        f"pretrain-encoder: {info['data']['motion_clips']} clips, {epochs} epochs in "
+        f"pretrain-encoder: {info['data']['videos']} videos, {len(info['history'])} epochs in "
         f"{info['train_seconds']} s; final train acc {last['acc']:.3f}; sha256 {info['sha256'][:12]}…"
     )

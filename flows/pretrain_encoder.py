@@ -1,8 +1,9 @@
 """`pretrain-encoder`: regenerate the `tiny` reference encoder from a seed (`make encoder`).
 
 Synthesises the pretraining population (people and scenes disjoint from every benchmark preset),
-decodes it once, pretrains (action classification + token-level reconstruction; nothing about the
-private attributes) and writes the weights and their checksum into the package.
+decodes it once, pretrains (action classification, token-level and motion-guided reconstruction;
+nothing about the private attributes or identities) and writes the weights and their checksum into
+the package.
 """
 
 from __future__ import annotations
@@ -16,49 +17,51 @@ import numpy as np
 
 from flows.progress import progress
 from flows.synth import synth_benchmark
-from pipeline.data.clips import ClipSpec, cut_clips, plan_static, plan_windows
 from pipeline.data.synthetic import ACTIONS
 from pipeline.data.video import get_reader
 from pipeline.encoders.pretrain import PretrainConfig, pretrain_tiny
 from pipeline.encoders.tiny import TINY_CONFIG, WEIGHTS_FILE, save_tiny_weights
 from stores.manifest import read_manifest
 
-STATIC_PER_VIDEO = 2
+OBJECTIVE = (
+    "action cross-entropy on the pooled embedding + token-level patch reconstruction + "
+    "reconstruction of the colours and texture energy around the clip's motion centre from the pooled "
+    "embedding"
+)
 
 
-def load_training_clips(manifest_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decode every pretraining video once: motion clips `[N, T, S, S, 3]` uint8, their action
-    indices `[N]`, and static frames `[M, S, S, 3]` uint8, with S the encoder's input size."""
+def load_training_videos(manifest_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Decode every pretraining video once at the encoder's input size: uint8 `[V, F, S, S, 3]` and
+    action indices `[V]` (every video of the `pretrain` preset has the same length F)."""
     table = read_manifest(manifest_path)
     reader = get_reader("decord")
-    spec = ClipSpec(frames_per_clip=int(TINY_CONFIG["frames_per_clip"]))
-    clips: list[np.ndarray] = []
+    videos: list[np.ndarray] = []
     labels: list[int] = []
-    statics: list[np.ndarray] = []
     rows = table.select(["path", "action"]).to_pylist()
+    size = int(TINY_CONFIG["resize"])
     with progress("decode pretraining videos", len(rows), "videos") as advance:
         for row in rows:
-            info = reader.probe(row["path"])
-            windows = plan_windows(info.num_frames, spec)
-            frames = reader.iter_frames(row["path"], short_side=int(TINY_CONFIG["resize"]))
-            for clip in cut_clips(frames, windows, plan_static(info.num_frames, STATIC_PER_VIDEO)):
-                if clip.kind == "motion":
-                    clips.append(clip.frames)
-                    labels.append(ACTIONS.index(row["action"]))
-                else:
-                    statics.append(clip.frames[0])
+            videos.append(np.stack(list(reader.iter_frames(row["path"], short_side=size))))
+            labels.append(ACTIONS.index(row["action"]))
             advance()
-    return np.stack(clips), np.array(labels), np.stack(statics)
+    return np.stack(videos), np.array(labels)
+
+
+def mirrored_actions() -> list[int]:
+    """Index of the action each action becomes when a video is flipped left-right."""
+    swap = {"walk_left": "walk_right", "walk_right": "walk_left"}
+    return [ACTIONS.index(swap.get(a, a)) for a in ACTIONS]
 
 
 def pretrain_encoder(
-    workdir: str | Path, seed: int = 0, epochs: int = 8, weights: Path = WEIGHTS_FILE
+    workdir: str | Path, seed: int = 0, epochs: int | None = None, weights: Path = WEIGHTS_FILE
 ) -> dict[str, Any]:
-    """Synthesise, decode, pretrain and save; returns the recorded training info."""
-    config = PretrainConfig(seed=seed, epochs=epochs)
+    """Synthesise, decode, pretrain and save; returns the recorded training info.
+    `epochs` None keeps the shipped recipe's (`PretrainConfig`)."""
+    config = PretrainConfig(seed=seed) if epochs is None else PretrainConfig(seed=seed, epochs=epochs)
     data_dir = Path(workdir) / f"pretrain-data-seed{seed}"
     synth = synth_benchmark(data_dir, preset="pretrain", seed=seed)
-    clips, labels, statics = load_training_clips(synth.manifest)
+    videos, labels = load_training_videos(synth.manifest)
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     with progress("pretrain tiny encoder", config.epochs, "epochs") as advance:
@@ -67,15 +70,15 @@ def pretrain_encoder(
             history.append({"epoch": epoch, **metrics})
             advance(1, **metrics)
 
-        model = pretrain_tiny(clips, labels, statics, len(ACTIONS), config, on_epoch)
+        model = pretrain_tiny(videos, labels, len(ACTIONS), mirrored_actions(), config, on_epoch)
     info = {
-        "objective": "action cross-entropy on the pooled embedding + token-level patch reconstruction",
+        "version": 2,
+        "objective": OBJECTIVE,
         "data": {
             "preset": "pretrain",
             "seed": seed,
             "videos": synth.videos,
-            "motion_clips": len(clips),
-            "static_frames": len(statics),
+            "frames_per_video": int(videos.shape[1]),
         },
         "pretrain_config": asdict(config),
         "history": history,

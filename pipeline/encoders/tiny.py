@@ -2,7 +2,9 @@
 `pipeline/encoders/pretrain.py` and docs/reference-encoder.md) and ships as safetensors.
 
 Input `[B, 3, 16, 96, 96]` (ImageNet-normalised RGB), output tokens `[B, 2*6*6, 256]` laid out
-time-major (2 time steps of 6x6 positions); the pooled embedding is their mean.
+time-major (2 time steps of 6x6 positions); the pooled embedding is their mean. Tokens come out
+weighted by a learned saliency (softmax over each time step's positions), so that mean is an
+attention pool over the scene rather than an average dominated by background.
 """
 
 from __future__ import annotations
@@ -53,7 +55,11 @@ class ResBlock3d(nn.Module):
 
 
 class TinyVideoEncoder(nn.Module):
-    """3-D CNN: 2x4x4 tubelet stem, two strided residual stages, 1x1x1 projection to `dim`."""
+    """3-D CNN: 2x4x4 tubelet stem, two strided residual stages, then per token a value (1x1x1
+    projection to `dim`) and a saliency score. Output tokens are the values weighted by a softmax of
+    the scores over the positions of their time step (times the number of positions), so that the
+    mean over a time step's tokens — and so the pooled embedding — is an attention pool, not a plain
+    average dominated by background."""
 
     def __init__(self, widths: list[int], dim: int, **_: Any) -> None:
         super().__init__()
@@ -64,12 +70,21 @@ class TinyVideoEncoder(nn.Module):
         self.stage1 = ResBlock3d(w0, w1, stride=2)
         self.stage2 = ResBlock3d(w1, w2, stride=2)
         self.proj = nn.Conv3d(w2, dim, 1)
+        self.score = nn.Conv3d(w2, 1, 1)
+
+    def values_and_weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`[B, 3, T, H, W]` -> token values `[B, N, D]` and weights `[B, N, 1]` (mean 1 per time step)."""
+        h = self.stage2(self.stage1(self.stem(x)))  # (B, C, t, h, w)
+        values = self.proj(h).flatten(2).transpose(1, 2)  # (B, N, D)
+        b, _, t, hh, ww = h.shape
+        scores = self.score(h).view(b, t, hh * ww)  # (B, t, h*w)
+        weights = torch.softmax(scores, dim=2) * (hh * ww)  # mean 1 over each time step
+        return values, weights.reshape(b, t * hh * ww, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`[B, 3, T, H, W]` -> tokens `[B, N, D]`, time-major."""
-        h = self.proj(self.stage2(self.stage1(self.stem(x))))  # (B, D, T/8, H/16, W/16)
-        tokens: torch.Tensor = h.flatten(2).transpose(1, 2)  # (B, N, D)
-        return tokens
+        values, weights = self.values_and_weights(x)
+        return values * weights
 
 
 def build_tiny_encoder(config: dict[str, Any] | None = None) -> TinyVideoEncoder:
