@@ -44,6 +44,9 @@ class AdapterConfig(_Frozen):
         description="k: linear eraser of the k output directions most "
         "predictable from the video's raw static look (fitted, see nullspace.py)",
     )
+    erase_reg: float = Field(
+        1e-3, gt=0, description="ridge of the eraser's CCA, as a share of the mean variance (shrinks noise)"
+    )
     erase_keep_means: bool = Field(
         False, description="search eraser directions orthogonal to the action means (keeps them exactly)"
     )

@@ -395,6 +395,7 @@ def _fit_eraser(model: ClipAdapter, t: _Step, index: _Index, batch: int) -> floa
         s.cpu().numpy(),
         group.cpu().numpy(),
         model.config.erase_dims,
+        reg=model.config.erase_reg,
         keep_means=model.config.erase_keep_means,
     )
     model.set_eraser(*(torch.as_tensor(a, dtype=torch.float64, device=t.device) for a in (mean, E, P)))
