@@ -61,8 +61,9 @@ def demo(
     typer.echo(
         f"The anonymized embeddings are Parquet under {result.out}/published/. Query them, e.g. with DuckDB:"
     )
-    typer.echo(
-        f'  duckdb -c "SELECT video_id, clip_index, emb::FLOAT[{a.dim}] AS emb '
-        f"FROM read_parquet('{result.out}/published/**/*.parquet', hive_partitioning=true) LIMIT 5\""
+    query = (
+        f"SELECT video_id, clip_index, emb::FLOAT[{a.dim}] AS emb "
+        f"FROM read_parquet('{result.out}/published/**/*.parquet', hive_partitioning=true) LIMIT 5"
     )
+    typer.echo(f'  .venv/bin/python -c "import duckdb; print(duckdb.sql(\\"{query}\\"))"')
     typer.echo("  (docs/data-teams.md: polars, pandas, faiss and cosine top-k)")
