@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli._common import EXIT_PARTIAL_FAILURE, build_config, one_line_errors
+from cli._common import EXIT_PARTIAL_FAILURE, build_config, is_terminal, one_line_errors
 
 
 def extract(
@@ -56,6 +56,14 @@ def extract(
     allow_download: Annotated[
         bool, typer.Option(help="Let transformers download weights missing from the local cache.")
     ] = False,
+    dask_workers: Annotated[
+        int | None,
+        typer.Option(help="Run the work units as Prefect tasks on a local Dask cluster of N processes."),
+    ] = None,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(help="Run the work units as Prefect tasks on the Dask scheduler at tcp://HOST:PORT."),
+    ] = None,
 ) -> None:
     """Extract clip embeddings with a frozen encoder into a Zarr latent cache.
 
@@ -65,6 +73,9 @@ def extract(
     finishes the rest. Broken inputs are recorded in the store's errors table and the command exits
     with code 3 after processing everything else.
 
+    `--dask-workers N` / `--dask-address A` run each work unit (--videos-per-part videos, one store
+    part) as a Prefect task on a Dask cluster (docs/orchestration.md); GPU workers advertise `GPU=1`.
+
     Examples:
 
       aam-pipeline extract --manifest data/demo/manifest.parquet --out work/demo.zarr
@@ -72,6 +83,8 @@ def extract(
       aam-pipeline extract --videos clips/ --encoder videomae:/models/videomae-base --out work/v.zarr
 
       aam-pipeline extract --images vispr/ --encoder torchscript:enc.pt --crop 112 --out work/vispr.zarr
+
+      aam-pipeline extract --manifest m.csv --out work/m.zarr --dask-address tcp://10.0.0.5:8786 --device cuda
     """
     from flows.extract import ExtractConfig, load_inputs
     from flows.extract import extract as run
@@ -96,8 +109,17 @@ def extract(
             decode_workers=decode_workers,
             videos_per_part=videos_per_part,
         )
-        inputs = load_inputs(manifest, videos, images)
-        result = run(inputs, out, config)
+        if dask_workers is None and dask_address is None:
+            inputs = load_inputs(manifest, videos, images)
+            result = run(inputs, out, config)
+        else:
+            from cli.run import source_args
+            from flows.dask_cluster import DaskSettings
+            from flows.prefect_extract import Source, extract_distributed
+
+            dask = build_config(DaskSettings, address=dask_address, workers=dask_workers)
+            source = build_config(Source, **source_args(manifest, videos, images))
+            result = extract_distributed(source, str(out), config, dask, bar=is_terminal())
     typer.echo(
         f"extract: {result.total} inputs, {result.skipped} already complete, {result.ok} extracted, "
         f"{result.failed} failed; {result.motion_clips} motion + {result.static_clips} static clips "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import anonymize, demo, extract, pretrain_encoder, probe, report, synth, train_adapter
+from cli import anonymize, demo, extract, pretrain_encoder, probe, report, run, serve, synth, train_adapter
 
 app = typer.Typer(
     name="aam-pipeline",
@@ -34,6 +34,8 @@ app.command("demo")(demo.demo)
 app.command("pretrain-encoder")(pretrain_encoder.pretrain_encoder)
 app.command("probe")(probe.probe)
 app.command("report")(report.report)
+app.command("run")(run.run)
+app.command("serve")(serve.serve)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ class ExtractResult:
     static_clips: int
     seconds: float
     errors: list[tuple[str, str]] = field(default_factory=list)  # (video_id, reason)
+    parts: list[str] = field(default_factory=list)  # ids of the store parts written by this run
 
 
 def load_inputs(
@@ -253,15 +254,26 @@ class _Encoder:
 
 
 def extract(
-    inputs: pa.Table, out: str | Path, config: ExtractConfig | None = None, *, bar: bool | None = None
+    inputs: pa.Table,
+    out: str | Path,
+    config: ExtractConfig | None = None,
+    *,
+    bar: bool | None = None,
+    cleanup: bool = True,
+    encoder: LoadedEncoder | None = None,
 ) -> ExtractResult:
-    """Extract every input not already complete in the store at `out`; see the module docstring."""
+    """Extract every input not already complete in the store at `out`; see the module docstring.
+
+    `cleanup=False` leaves temporary parts alone: for one work unit among others writing the same store
+    at once (flows/prefect_extract.py), whose owner cleans up when no writer is left. `encoder`: the encoder
+    `load_encoder(config)` gives, already loaded (reused across the work units one process runs)."""
     config = config or ExtractConfig()
     start = time.perf_counter()
-    encoder = load_encoder(config)
+    encoder = encoder or load_encoder(config)
     spec = clip_spec(config, encoder)
     cache = LatentCache.create_or_open(out, cache_attrs(encoder, spec, config))
-    cache.cleanup()
+    if cleanup:
+        cache.cleanup()
     done = cache.completed_videos()
     ids = inputs.column("video_id").to_pylist()
     paths = inputs.column("path").to_pylist()
@@ -396,9 +408,9 @@ def _run(
         advance(clips_per_s=enc.clips_done / max(time.perf_counter() - started, 1e-9))
         if left[u] == 0:
             members = [state[ids[i]] for i in units[u]]
-            cache.write_part(
-                LatentCache.part_id_for([ids[i] for i in units[u]]), build_part(inputs, members, dim)
-            )
+            part_id = LatentCache.part_id_for([ids[i] for i in units[u]])
+            cache.write_part(part_id, build_part(inputs, members, dim))
+            result.parts.append(part_id)
             for member in members:  # written: keep memory bounded on long runs
                 member.motion = member.static = member.tokens = None
 
