@@ -118,7 +118,8 @@ def cache_attrs(encoder: LoadedEncoder, spec: ClipSpec, config: ExtractConfig) -
     )
 
 
-def _fingerprint(path: str) -> tuple[int, int] | None:
+def fingerprint(path: str) -> tuple[int, int] | None:
+    """(size, mtime_ns) of a video file as the store records it; None when it cannot be read."""
     try:
         st = os.stat(path)
     except OSError:
@@ -278,7 +279,7 @@ def extract(
     ids = inputs.column("video_id").to_pylist()
     paths = inputs.column("path").to_pylist()
     # Fingerprints are taken before decoding: a file that changes meanwhile is re-extracted next run.
-    prints = [_fingerprint(p) for p in paths]
+    prints = [fingerprint(p) for p in paths]
     todo = [i for i in range(len(ids)) if done.get(ids[i]) is None or done[ids[i]] != prints[i]]
     todo.sort(key=lambda i: ids[i])
     units = [todo[k : k + config.videos_per_part] for k in range(0, len(todo), config.videos_per_part)]

@@ -41,7 +41,7 @@ from flows.dask_cluster import (
     wants_cuda,
     worker_device,
 )
-from flows.extract import ExtractConfig, ExtractResult, extract, load_encoder, load_inputs
+from flows.extract import ExtractConfig, ExtractResult, extract, fingerprint, load_encoder, load_inputs
 from flows.prefect_env import reporting, transient
 from flows.progress import progress
 from pipeline.errors import PipelineError
@@ -91,15 +91,6 @@ class WorkUnit:
         return [str(v) for v in self.inputs.column("video_id").to_pylist()]
 
 
-def _fingerprint(path: str) -> tuple[int, int] | None:
-    """(size, mtime_ns) as `extract` records it; None when the file cannot be read."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns
-
-
 def unit_key(config: ExtractConfig, rows: Sequence[tuple[str, str, tuple[int, int] | None]]) -> str:
     """16 hex chars of sha256 over the config (what changes the embeddings) and (id, path, size,
     mtime) of each video: the same videos with the same content and settings give the same key."""
@@ -133,7 +124,7 @@ def plan_units(inputs: pa.Table, store: str, config: ExtractConfig) -> tuple[lis
     done = completed_videos(store)
     ids = [str(v) for v in inputs.column("video_id").to_pylist()]
     paths = [str(p) for p in inputs.column("path").to_pylist()]
-    prints = [_fingerprint(p) for p in paths]
+    prints = [fingerprint(p) for p in paths]
     todo = sorted(
         (i for i in range(len(ids)) if done.get(ids[i]) != prints[i] or prints[i] is None),
         key=lambda i: ids[i],
@@ -300,7 +291,7 @@ class ExtractSummary:
         done = completed_videos(self.store)
         ids = [str(v) for v in planned.column("video_id").to_pylist()]
         paths = [str(p) for p in planned.column("path").to_pylist()]
-        prints = {v: _fingerprint(p) for v, p in zip(ids, paths, strict=True)}
+        prints = {v: fingerprint(p) for v, p in zip(ids, paths, strict=True)}
         ok = {v for v, fp in prints.items() if fp is not None and done.get(v) == fp}
         reasons = {str(v): str(r) for m in self.units for v, r in m["errors"]}
         self.ok = len(ok)
