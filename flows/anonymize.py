@@ -29,7 +29,7 @@ from torch import nn
 
 from flows.cpu import torch_threads
 from flows.probe import Labels, labels_of, motion_clips
-from pipeline.adapter import AdapterConfig, adapter_checksum, anonymize_array, load_adapter
+from pipeline.adapter import AdapterConfig, AdapterMeta, adapter_checksum, anonymize_array, load_adapter
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.probes.config import LeakageConfig
 from pipeline.probes.inputs import ProbeError
@@ -97,17 +97,14 @@ class AnonymizeResult:
     publish_seconds: float
 
 
-def load_for(view: CacheView, adapter_dir: str | Path) -> tuple[nn.Module, AdapterConfig]:
+def load_for(view: CacheView, adapter_dir: str | Path) -> tuple[nn.Module, AdapterConfig, AdapterMeta]:
     """The adapter in `adapter_dir`, refused unless it was trained for this store's encoder and D."""
-    model, cfg, _ = load_adapter(
-        adapter_dir, expect_encoder_id=view.attrs.encoder_id, expect_dim=view.attrs.dim
-    )
-    return model, cfg
+    return load_adapter(adapter_dir, expect_encoder_id=view.attrs.encoder_id, expect_dim=view.attrs.dim)
 
 
 def anonymize_view(view: CacheView, adapter_dir: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Anonymized motion clips (N, D) and static clips (M, D) of `view` (static None when it has none)."""
-    model, cfg = load_for(view, adapter_dir)
+    model, cfg, _ = load_for(view, adapter_dir)
     tokens = view.tokens if cfg.temporal else None
     motion = anonymize_array(model, view.motion, tokens)
     static = None
@@ -241,7 +238,7 @@ def anonymize(
     view = LatentCache.open(store).read()
     if view.motion.shape[0] == 0:
         raise ConfigError(f"{store} holds no motion clips; run extract first")
-    model, cfg = load_for(view, adapter)
+    model, cfg, meta = load_for(view, adapter)
     tokens = view.tokens if cfg.temporal else None
     if cfg.temporal and tokens is None:
         raise ConfigError("this adapter attends over temporal tokens but the store has none")
@@ -267,7 +264,6 @@ def anonymize(
         say(f"anonymize: leakage NOT measured: {gate.reason}")
     check_gate(gate, config)
 
-    _, _, meta = load_adapter(adapter, expect_encoder_id=view.attrs.encoder_id, expect_dim=view.attrs.dim)
     info = PublicationInfo(
         dataset=config.dataset or dataset_name(store),
         encoder_id=public_encoder_id(view.attrs.encoder_id),
