@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -20,3 +21,13 @@ def small_videos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Six 64x64 videos of 20 to 70 frames (1 to 4 clips each); read-only, copy before changing."""
     folder = tmp_path_factory.mktemp("small-videos")
     return [write_test_video(folder / f"clip{k}.mp4", 20 + 10 * k, seed=k) for k in range(6)]
+
+
+@pytest.fixture
+def videos(small_videos: list[Path], tmp_path: Path) -> Path:
+    """A writable folder holding copies of `small_videos`."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for path in small_videos:
+        shutil.copy2(path, folder / path.name)
+    return folder

@@ -25,15 +25,6 @@ from stores.manifest import manifest_from_folder
 from tests.flows.extract_support import encoder_config_kwargs, store_snapshot
 
 
-@pytest.fixture
-def videos(small_videos: list[Path], tmp_path: Path) -> Path:
-    folder = tmp_path / "videos"
-    folder.mkdir()
-    for path in small_videos:
-        shutil.copy2(path, folder / path.name)
-    return folder
-
-
 def _config(encoder: Path, **changes: Any) -> ExtractConfig:
     return ExtractConfig(**(encoder_config_kwargs(encoder) | {"static_frames": 2} | changes))
 

@@ -11,7 +11,6 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -89,15 +88,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-
-@pytest.fixture
-def videos(small_videos: list[Path], tmp_path: Path) -> Path:
-    folder = tmp_path / "videos"
-    folder.mkdir()
-    for path in small_videos:
-        shutil.copy2(path, folder / path.name)
-    return folder
 
 
 def _config(script_encoder: Path, **changes: Any) -> ExtractConfig:
