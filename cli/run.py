@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cli._common import EXIT_GATE_REFUSED, EXIT_PARTIAL_FAILURE, build_config, is_terminal, one_line_errors
+
+if TYPE_CHECKING:
+    from flows.orchestrate import RunConfig
 
 
 def source_args(manifest: Path | None, videos: Path | None, images: Path | None) -> dict[str, str]:
@@ -52,6 +55,61 @@ def merged(base: dict[str, Any], section: str, **values: Any) -> dict[str, Any]:
     return {**base, section: {**(base.get(section) or {}), **given}}
 
 
+# Options that `run` and `serve` share (same meaning, same help).
+EncoderOpt = Annotated[
+    str | None, typer.Option(help="tiny | videomae:DIR | vjepa2:DIR | torchscript:FILE (default: tiny).")
+]
+CropOpt = Annotated[int | None, typer.Option(help="TorchScript encoders: input side in pixels.")]
+DeviceOpt = Annotated[
+    str | None, typer.Option(help="auto (CUDA if present) | cpu | cuda | cuda:N, for every stage.")
+]
+VideosPerPartOpt = Annotated[
+    int | None, typer.Option(help="Videos per extraction work unit (one store part, one task).")
+]
+AdapterOpt = Annotated[
+    Path | None, typer.Option(help="Use this adapter (the --out of train-adapter) instead of training one.")
+]
+EpochsOpt = Annotated[int | None, typer.Option(help="Adapter training epochs (default 100).")]
+DatasetOpt = Annotated[
+    str | None, typer.Option(help="dataset= partition of the published shards (default: workdir name).")
+]
+MaxLeakageOpt = Annotated[
+    float | None, typer.Option(help="Publish only if the worst attacker is at most this far above chance.")
+]
+MinReductionOpt = Annotated[
+    float | None, typer.Option(help="Publish only if at least this share of raw leakage is removed.")
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(help="JSON or YAML of stage settings: extract, train_adapter, anonymize, probe, stages."),
+]
+DaskWorkersOpt = Annotated[
+    int | None, typer.Option(help="Run extraction work units on a local Dask cluster of N processes.")
+]
+DaskAddressOpt = Annotated[
+    str | None, typer.Option(help="Run extraction work units on the Dask scheduler at tcp://HOST:PORT.")
+]
+
+
+# Which command-line option goes to which stage's settings.
+STAGE_OPTIONS = {
+    "extract": ("encoder", "crop", "device", "videos_per_part"),
+    "train_adapter": ("epochs", "device"),
+    "anonymize": ("dataset", "max_leakage", "min_reduction"),
+}
+
+
+def stage_settings(base: dict[str, Any], adapter: Path | None, **options: Any) -> RunConfig:
+    """The run settings of `base` (a --config file's) with the command-line options on top."""
+    from flows.orchestrate import run_config
+
+    if adapter is not None:
+        base = base | {"adapter": str(adapter.resolve())}
+    for section, names in STAGE_OPTIONS.items():
+        base = merged(base, section, **{n: options[n] for n in names})
+    return run_config(base)
+
+
 def run(
     workdir: Annotated[
         Path,
@@ -62,43 +120,18 @@ def run(
     ] = None,
     videos: Annotated[Path | None, typer.Option(help="A folder of videos instead of a manifest.")] = None,
     images: Annotated[Path | None, typer.Option(help="A folder of images instead of a manifest.")] = None,
-    encoder: Annotated[
-        str | None, typer.Option(help="tiny | videomae:DIR | vjepa2:DIR | torchscript:FILE (default: tiny).")
-    ] = None,
-    crop: Annotated[int | None, typer.Option(help="TorchScript encoders: input side in pixels.")] = None,
-    device: Annotated[
-        str | None, typer.Option(help="auto (CUDA if present) | cpu | cuda | cuda:N, for every stage.")
-    ] = None,
-    videos_per_part: Annotated[
-        int | None, typer.Option(help="Videos per extraction work unit (one store part, one task).")
-    ] = None,
-    adapter: Annotated[
-        Path | None,
-        typer.Option(help="Use this adapter (the --out of train-adapter) instead of training one."),
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Adapter training epochs (default 100).")] = None,
-    dataset: Annotated[
-        str | None, typer.Option(help="dataset= partition of the published shards (default: workdir name).")
-    ] = None,
-    max_leakage: Annotated[
-        float | None,
-        typer.Option(help="Publish only if the worst attacker is at most this far above chance."),
-    ] = None,
-    min_reduction: Annotated[
-        float | None, typer.Option(help="Publish only if at least this share of raw leakage is removed.")
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            help="JSON or YAML of stage settings: extract, train_adapter, anonymize, probe, stages."
-        ),
-    ] = None,
-    dask_workers: Annotated[
-        int | None, typer.Option(help="Run extraction work units on a local Dask cluster of N processes.")
-    ] = None,
-    dask_address: Annotated[
-        str | None, typer.Option(help="Run extraction work units on the Dask scheduler at tcp://HOST:PORT.")
-    ] = None,
+    encoder: EncoderOpt = None,
+    crop: CropOpt = None,
+    device: DeviceOpt = None,
+    videos_per_part: VideosPerPartOpt = None,
+    adapter: AdapterOpt = None,
+    epochs: EpochsOpt = None,
+    dataset: DatasetOpt = None,
+    max_leakage: MaxLeakageOpt = None,
+    min_reduction: MinReductionOpt = None,
+    config: ConfigOpt = None,
+    dask_workers: DaskWorkersOpt = None,
+    dask_address: DaskAddressOpt = None,
 ) -> None:
     """Run every stage as a Prefect flow: extract → train-adapter → anonymize → probe → report.
 
@@ -126,21 +159,22 @@ def run(
       PREFECT_API_URL=http://127.0.0.1:4200/api aam-pipeline run --manifest m.csv --workdir w --epochs 20
     """
     from flows.dask_cluster import DaskSettings
-    from flows.orchestrate import run_config, run_pipeline
+    from flows.orchestrate import run_pipeline
     from flows.prefect_extract import Source
 
     with one_line_errors():
-        base = config_file(config)
-        if adapter is not None:
-            base = base | {"adapter": str(adapter.resolve())}
-        base = merged(
-            base, "extract", encoder=encoder, crop=crop, device=device, videos_per_part=videos_per_part
+        settings = stage_settings(
+            config_file(config),
+            adapter,
+            encoder=encoder,
+            crop=crop,
+            device=device,
+            videos_per_part=videos_per_part,
+            epochs=epochs,
+            dataset=dataset,
+            max_leakage=max_leakage,
+            min_reduction=min_reduction,
         )
-        base = merged(base, "train_adapter", epochs=epochs, device=device)
-        base = merged(
-            base, "anonymize", dataset=dataset, max_leakage=max_leakage, min_reduction=min_reduction
-        )
-        settings = run_config(base)
         dask = build_config(DaskSettings, address=dask_address, workers=dask_workers)
         source = build_config(Source, **source_args(manifest, videos, images))
         record = run_gated(lambda: run_pipeline(source, workdir, settings, dask, bar=is_terminal()))

@@ -8,7 +8,25 @@ from typing import Annotated
 import typer
 
 from cli._common import EXIT_PARTIAL_FAILURE, build_config, one_line_errors
-from cli.run import config_file, merged, run_gated, source_args, summary_lines
+from cli.run import (
+    AdapterOpt,
+    ConfigOpt,
+    CropOpt,
+    DaskAddressOpt,
+    DaskWorkersOpt,
+    DatasetOpt,
+    DeviceOpt,
+    EncoderOpt,
+    EpochsOpt,
+    MaxLeakageOpt,
+    MinReductionOpt,
+    VideosPerPartOpt,
+    config_file,
+    run_gated,
+    source_args,
+    stage_settings,
+    summary_lines,
+)
 
 
 def serve(
@@ -34,36 +52,18 @@ def serve(
     once: Annotated[
         bool, typer.Option("--once", help="Run one refresh now and exit (no server needed; for system cron).")
     ] = False,
-    encoder: Annotated[str | None, typer.Option(help="Encoder (see `extract --help`; default tiny).")] = None,
-    crop: Annotated[int | None, typer.Option(help="TorchScript encoders: input side in pixels.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N, for every stage.")] = None,
-    videos_per_part: Annotated[
-        int | None, typer.Option(help="Videos per extraction work unit (one store part, one task).")
-    ] = None,
-    adapter: Annotated[
-        Path | None,
-        typer.Option(help="Use this adapter (the --out of train-adapter) instead of training one."),
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs of the first adapter training.")] = None,
-    dataset: Annotated[
-        str | None, typer.Option(help="dataset= partition of the published shards (default: workdir name).")
-    ] = None,
-    max_leakage: Annotated[
-        float | None,
-        typer.Option(help="Publish only if the worst attacker is at most this far above chance."),
-    ] = None,
-    min_reduction: Annotated[
-        float | None, typer.Option(help="Publish only if at least this share of raw leakage is removed.")
-    ] = None,
-    config: Annotated[
-        Path | None, typer.Option(help="JSON or YAML of stage settings (as `run --config`).")
-    ] = None,
-    dask_workers: Annotated[
-        int | None, typer.Option(help="Extraction work units on a local Dask cluster of N processes.")
-    ] = None,
-    dask_address: Annotated[
-        str | None, typer.Option(help="Extraction work units on the Dask scheduler at tcp://HOST:PORT.")
-    ] = None,
+    encoder: EncoderOpt = None,
+    crop: CropOpt = None,
+    device: DeviceOpt = None,
+    videos_per_part: VideosPerPartOpt = None,
+    adapter: AdapterOpt = None,
+    epochs: EpochsOpt = None,
+    dataset: DatasetOpt = None,
+    max_leakage: MaxLeakageOpt = None,
+    min_reduction: MinReductionOpt = None,
+    config: ConfigOpt = None,
+    dask_workers: DaskWorkersOpt = None,
+    dask_address: DaskAddressOpt = None,
 ) -> None:
     """Serve a scheduled deployment that extracts and publishes only what is new.
 
@@ -90,23 +90,24 @@ def serve(
       aam-pipeline serve --videos /data/incoming --workdir work/incoming --once
     """
     from flows.dask_cluster import DaskSettings
-    from flows.orchestrate import REFRESH_STAGES, run_config
+    from flows.orchestrate import REFRESH_STAGES
     from flows.orchestrate import refresh as refresh_once
     from flows.orchestrate import serve as serve_flow
     from flows.prefect_extract import Source
 
     with one_line_errors():
-        base = {"stages": list(REFRESH_STAGES), "retrain": False} | config_file(config)
-        if adapter is not None:
-            base = base | {"adapter": str(adapter.resolve())}
-        base = merged(
-            base, "extract", encoder=encoder, crop=crop, device=device, videos_per_part=videos_per_part
+        settings = stage_settings(
+            {"stages": list(REFRESH_STAGES), "retrain": False} | config_file(config),
+            adapter,
+            encoder=encoder,
+            crop=crop,
+            device=device,
+            videos_per_part=videos_per_part,
+            epochs=epochs,
+            dataset=dataset,
+            max_leakage=max_leakage,
+            min_reduction=min_reduction,
         )
-        base = merged(base, "train_adapter", epochs=epochs, device=device)
-        base = merged(
-            base, "anonymize", dataset=dataset, max_leakage=max_leakage, min_reduction=min_reduction
-        )
-        settings = run_config(base)
         dask = build_config(DaskSettings, address=dask_address, workers=dask_workers)
         source = build_config(Source, **source_args(manifest, videos, images))
         if once:
