@@ -15,19 +15,21 @@ def demo(
     preset: Annotated[str, typer.Option(help="Synthetic benchmark size: tiny | demo | bench.")] = "demo",
     seed: Annotated[int, typer.Option(help="Seed of the synthetic benchmark.")] = 0,
     encoder: Annotated[str, typer.Option(help="Encoder (see `extract --help`).")] = "tiny",
-    epochs: Annotated[int, typer.Option(help="Adapter training epochs (each of the two adapters).")] = 20,
+    epochs: Annotated[int, typer.Option(help="Adapter training epochs (each of the three adapters).")] = 20,
 ) -> None:
     """Run the whole pipeline on the embedded synthetic benchmark with the reference encoder.
 
-    synth → extract → train-adapter (ours and the paper's recipe) → anonymize (publish Parquet with
-    the privacy gate's numbers) → probe raw, paper adapter and published → report, side by side.
-    Rerunning reuses what is already there (videos, latents, adapters, the publication).
+    synth → extract → train-adapter (ours, the paper's recipe, and ours without the anomaly task) →
+    anonymize (publish Parquet with the privacy gate's numbers) → probe raw, the adapters and the
+    published shards → report side by side, and the quality targets checked against it
+    (report/targets.json). Rerunning reuses what is already there (videos, latents, adapters, the
+    publication).
 
     Example:
 
       aam-pipeline demo --out demo-out
     """
-    from flows.demo import run_demo
+    from flows.demo import TARGETS_JSON, run_demo, target_lines
 
     def echo(line: str) -> None:
         typer.echo(line, err=True)
@@ -56,6 +58,10 @@ def demo(
     typer.echo(f"  probe          {result.probe.path}")
     typer.echo(f"  report         {result.report.out}/report.md")
     for line in result.summary:
+        typer.echo(f"    {line}")
+    met = sum(t.met is True for t in result.targets)
+    typer.echo(f"  targets        {met} of {len(result.targets)} met -> {result.report.out}/{TARGETS_JSON}")
+    for line in target_lines(result.targets):
         typer.echo(f"    {line}")
     typer.echo("")
     typer.echo(

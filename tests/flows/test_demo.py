@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.demo import run_demo
+from flows.demo import check_targets, run_demo, target_lines
 from stores.published import published_partitions
 
 
@@ -17,16 +17,19 @@ def test_demo_runs_every_stage_on_the_tiny_preset(tmp_path: Path) -> None:
     result = run_demo(tmp_path / "demo", preset="tiny", epochs=2, echo=lines.append)
     assert result.stages_done == ["synth", "extract", "train-adapter", "anonymize", "probe", "report"]
     assert result.extract.failed == 0 and result.extract.motion_clips > 0
-    assert set(result.adapters) == {"default", "paper"}
+    assert set(result.adapters) == {"default", "paper", "unseen"}
     (part,) = published_partitions(tmp_path / "demo" / "published")
     assert part.dataset == "demo" and part.rows == result.extract.motion_clips
     assert result.anonymize.gate.measured  # the synthetic benchmark carries private labels
     report = json.loads((result.report.out / "report.json").read_text())
     names = [s["name"] for s in report["sets"]]
-    assert names[0] == "raw" and "adapter:adapter-paper" in names
+    assert names[0] == "raw" and "adapter:adapter-paper" in names and "adapter:adapter" in names
     assert any(n.startswith("published:") for n in names)
     assert (result.report.out / "report.md").is_file() and result.summary
     assert any("train-adapter" in line for line in lines)
+    targets = json.loads((result.report.out / "targets.json").read_text())
+    assert {t["name"] for t in targets["targets"]} >= {"re-ID top-1", "bias gap smaller than raw"}
+    assert any(t["on"] == "adapter:adapter-no-anomaly" for t in targets["targets"])
 
 
 @pytest.mark.slow
@@ -57,3 +60,53 @@ def test_the_same_stages_run_on_a_torchscript_encoder(
     assert [s.name for s in record.sets] == ["raw", record.sets[1].name] and record.sets[
         1
     ].kind == "published"
+
+
+def _report(removed: float, near_chance: bool, deltas: dict[str, float], gaps: tuple[float, float]) -> dict:
+    def metric(key: str, value: float, chance: float | None = None) -> dict:
+        return {
+            "key": key,
+            "chance": chance,
+            "values": {"raw": 0.5, "pub": value},
+            "deltas": {"pub": deltas.get(key, 0.0), "no-anomaly": deltas.get("unseen", 0.0)},
+        }
+
+    worst = [
+        {
+            "view": view,
+            "attribute": "gender",
+            "near_chance": near_chance,
+            "removed_worst": {"pub": removed, "ours": removed},
+        }
+        for view in ("motion", "static")
+    ]
+    metrics = [metric(k, 0.9) for k in ("action_top1", "temporal_map", "anomaly_auc")]
+    metrics.append(metric("reid_top1", 0.03, chance=0.02))
+    metrics.append({"key": "bias_delta", "values": {"raw": gaps[0], "pub": gaps[1]}, "deltas": {}})
+    return {"baseline": "raw", "metrics": metrics, "leakage_worst": worst}
+
+
+def test_targets_are_judged_against_the_issue_thresholds() -> None:
+    ok = check_targets(
+        _report(0.85, False, {"action_top1": -0.009}, (0.05, 0.01)), "pub", "ours", "no-anomaly"
+    )
+    assert [t.met for t in ok] == [True] * len(ok) and len(ok) == 8
+    assert {t.on for t in ok} == {"pub", "ours", "no-anomaly"}
+    bad = check_targets(
+        _report(0.79, False, {"action_top1": -0.011, "temporal_map": -0.021, "unseen": -0.031}, (0.01, 0.01)),
+        "pub",
+        "ours",
+        "no-anomaly",
+    )
+    missed = {t.name for t in bad if t.met is False}
+    assert missed == {
+        "leakage removed, motion clips: gender",
+        "leakage removed, static clips: gender",
+        "action top-1 kept",
+        "temporal detection mAP kept",
+        "unseen task kept (anomaly left out of training)",
+        "bias gap smaller than raw",
+    }
+    at_chance = check_targets(_report(0.0, True, {}, (0.05, 0.01)), "pub", "ours", "no-anomaly")
+    assert [t.met for t in at_chance[:2]] == [None, None]
+    assert target_lines(bad)[0].startswith("MISSED")
