@@ -43,10 +43,17 @@ def train_adapter(
     erase_dims: Annotated[
         int | None,
         typer.Option(
-            help="Default objective: output directions the eraser removes (default: min(64, D/4)); more "
+            help="Default objective: output directions the eraser removes (default: min(96, 3D/8)); more "
             "removes more leakage and costs utility (docs/adapter.md)."
         ),
     ] = None,
+    erase_static: Annotated[
+        bool,
+        typer.Option(
+            help="Default objective: fit the eraser on static clips too, so it also hides the look of "
+            "static clips (costs some removal on motion clips; docs/adapter.md)."
+        ),
+    ] = False,
     memory_gb: Annotated[
         float | None,
         typer.Option(
@@ -56,8 +63,8 @@ def train_adapter(
     ] = None,
     threads: Annotated[
         int,
-        typer.Option(help="CPU threads for training (0: torch's default; 1 is often fastest on 2 cores)."),
-    ] = 0,
+        typer.Option(help="CPU threads for training (0: torch's default; 1 is usually fastest)."),
+    ] = 1,
 ) -> None:
     """Train the Anonymizing Adapter Module on a latent cache; never decodes video.
 
@@ -96,6 +103,7 @@ def train_adapter(
             tasks=chosen,
             temporal=temporal,
             erase_dims=erase_dims,
+            erase_static=erase_static,
             memory_gb=memory_gb,
             threads=threads,
         )

@@ -68,6 +68,7 @@ class TrainAdapterConfig(BaseModel):
     tasks: tuple[TaskName, ...] = TASKS
     temporal: bool = Field(False, description="attend over the cached temporal tokens (clip variant)")
     erase_dims: int | None = Field(None, ge=0, description="eraser directions (default: the recipe's)")
+    erase_static: bool = Field(False, description="fit the eraser on static clips too")
     memory_gb: float | None = Field(
         None,
         gt=0,
@@ -94,10 +95,13 @@ class TrainAdapterConfig(BaseModel):
             adapter["temporal"] = True
         if self.erase_dims is not None:
             adapter["erase_dims"] = self.erase_dims
+        if self.erase_static:
+            adapter["erase_static"] = True
         if adapter:
             if recipe.adapter.variant == "paper":
                 raise ConfigError(
-                    "--temporal and --erase-dims need the per-clip adapter; the paper variant has none"
+                    "--temporal, --erase-dims and --erase-static need the per-clip adapter; "
+                    "the paper variant has none"
                 )
             overrides["adapter"] = recipe.adapter.model_copy(update=adapter)
         return TrainConfig.model_validate({**recipe.model_dump(), **overrides})

@@ -60,6 +60,7 @@ class _Index:
     detection_videos: np.ndarray  # training videos with detection labels
     anomaly_videos: dict[int, np.ndarray] = field(default_factory=dict)  # bag label -> training videos
     has_static: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (V,) >= 2 static clips
+    train_static: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # their rows, training
 
     @classmethod
     def build(cls, data: AdapterData) -> _Index:
@@ -82,6 +83,7 @@ class _Index:
         anomaly_videos: dict[int, np.ndarray] = {}
         if data.anomaly is not None:
             anomaly_videos = {b: np.flatnonzero((data.anomaly == b) & train_video) for b in (0, 1)}
+        has_static = np.diff(static_start) >= 2
         return cls(
             train_clips=np.flatnonzero(train_video[data.video]),
             val_clips=np.flatnonzero(val),
@@ -91,7 +93,8 @@ class _Index:
             video_action=video_action,
             detection_videos=detection_videos,
             anomaly_videos=anomaly_videos,
-            has_static=np.diff(static_start) >= 2,
+            has_static=has_static,
+            train_static=np.flatnonzero((train_video & has_static)[data.static_video]),
         )
 
     def static_pairs(self, videos: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -382,14 +385,30 @@ def _step_terms(
     return out
 
 
+_Rows = Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def _unerased(model: ClipAdapter, fetch: _Rows, rows: np.ndarray, step: int) -> torch.Tensor:
+    """The adapter's output before its eraser for `rows` (fetched by `fetch`), `step` rows at a time."""
+    return torch.cat([model.unerased(*fetch(rows[i : i + step])) for i in range(0, len(rows), step)])
+
+
 @torch.no_grad()
 def _fit_eraser(model: ClipAdapter, t: _Step, index: _Index, batch: int) -> float:
     """Refit the adapter's eraser on all training clips; returns the mean erased canonical correlation."""
-    rows = index.train_clips
-    z = torch.cat([model.unerased(*t.rows(rows[i : i + 4 * batch])) for i in range(0, len(rows), 4 * batch)])
-    videos = t.data.video[rows]
-    s = t.static_mean[torch.as_tensor(videos, device=t.device)]
-    group = t.video_action[torch.as_tensor(videos, device=t.device)]
+    rows, step = index.train_clips, 4 * batch
+    z = _unerased(model, t.rows, rows, step)
+    videos = torch.as_tensor(t.data.video[rows], device=t.device)
+    s = t.static_mean[videos]
+    if model.config.erase_static:
+        # every training static clip against the mean of its video's OTHER static clips
+        srows = index.train_static
+        zs = _unerased(model, t.static_rows, srows, step)
+        sv = torch.as_tensor(t.data.static_video[srows], device=t.device)
+        n = torch.as_tensor(np.diff(index.static_start), device=t.device)[sv, None].to(s.dtype)
+        others = (t.static_mean[sv] * n - t.static[torch.as_tensor(srows, device=t.device)]) / (n - 1)
+        z, s, videos = torch.cat([z, zs]), torch.cat([s, others]), torch.cat([videos, sv])
+    group = t.video_action[videos]
     mean, E, P, corr = fit_nullspace(
         z.cpu().numpy(),
         s.cpu().numpy(),

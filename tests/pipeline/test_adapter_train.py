@@ -124,3 +124,23 @@ def test_temporal_tokens_train(planted: PlantedData) -> None:
     result = train_adapter(data, cfg)
     z = anonymize_array(result.model, data.motion, data.tokens)
     assert z.shape == d.motion.shape and np.isfinite(z).all()
+
+
+def test_eraser_fitted_on_static_clips_too_hides_the_look_of_static_clips(planted: PlantedData) -> None:
+    """`erase_static`: the eraser also sees static clips (each against its video's other static clips),
+    so the look is erased from static clips passed through the adapter, not only from motion clips."""
+    d = planted.data
+    leak: dict[bool, float] = {}
+    for erase_static in (False, True):
+        cfg = TrainConfig(
+            adapter=_small(erase_dims=8, erase_static=erase_static), epochs=2, batch_size=64, lr=1e-3, seed=3
+        )
+        z = anonymize_array(train_adapter(d, cfg).model, d.static)
+        train = d.split[d.static_video] != "test"
+        scores = []
+        for name in ATTRS:
+            labels = planted.private[name][d.static_video]
+            clf = LogisticRegression(max_iter=2000).fit(z[train], labels[train])
+            scores.append(clf.score(z[~train], labels[~train]) - np.bincount(labels).max() / len(labels))
+        leak[erase_static] = float(np.mean(scores))
+    assert leak[True] < leak[False] - 0.05, leak
