@@ -1,4 +1,4 @@
-"""CPU thread settings for the small-matrix stages (adapter training and anonymizing)."""
+"""CPU thread settings: one thread for the adapter's small matrices and for reproducible pretraining."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from flows.cpu import torch_threads
 from flows.progress import progress
 from flows.synth import synth_benchmark
 from pipeline.data.synthetic import ACTIONS
@@ -23,10 +24,13 @@ from pipeline.encoders.pretrain import PretrainConfig, pretrain_tiny
 from pipeline.encoders.tiny import TINY_CONFIG, WEIGHTS_FILE, save_tiny_weights
 from stores.manifest import read_manifest
 
+# One thread: float sums then happen in the same order on every machine, so `make encoder` gives the
+# same bytes on a 2-core laptop and a 64-core server (more threads split the reductions differently).
+PRETRAIN_THREADS = 1
 OBJECTIVE = (
-    "action cross-entropy on the pooled embedding + token-level patch reconstruction + "
-    "reconstruction of the colours and texture energy around the clip's motion centre from the pooled "
-    "embedding"
+    "0.5 x action cross-entropy on the pooled embedding + token-level patch reconstruction + "
+    "6 x reconstruction of the colours and texture energy around the clip's motion centre from the "
+    "pooled embedding, pixels weighted up by their motion energy"
 )
 
 
@@ -70,9 +74,10 @@ def pretrain_encoder(
             history.append({"epoch": epoch, **metrics})
             advance(1, **metrics)
 
-        model = pretrain_tiny(videos, labels, len(ACTIONS), mirrored_actions(), config, on_epoch)
+        with torch_threads(PRETRAIN_THREADS):
+            model = pretrain_tiny(videos, labels, len(ACTIONS), mirrored_actions(), config, on_epoch)
     info = {
-        "version": 2,
+        "version": 3,
         "objective": OBJECTIVE,
         "data": {
             "preset": "pretrain",

@@ -41,10 +41,12 @@ class PretrainConfig:
     clips_per_video: int = 2  # motion clips drawn per video per epoch
     static_fraction: float = 0.25  # static clips per motion clip
     token_recon_weight: float = 1.0
-    recon_size: int = 4  # each token reconstructs a recon_size x recon_size colour image of its patch
-    actor_recon_weight: float = 2.0
-    actor_box: tuple[float, float] = (0.84, 0.42)  # height, width of the motion-centred box / input side
-    actor_size: tuple[int, int] = (40, 20)  # the box is resampled to this many pixels (height, width)
+    recon_size: int = 8  # each token reconstructs a recon_size x recon_size colour image of its patch
+    actor_recon_weight: float = 6.0
+    actor_box: tuple[float, float] = (0.75, 0.30)  # height, width of the motion-centred box / input side
+    actor_size: tuple[int, int] = (48, 20)  # the box is resampled to this many pixels (height, width)
+    foreground_emphasis: float = 8.0  # actor-box pixel weight = 1 + this * normalised motion energy
+    action_weight: float = 0.5
     seed: int = 0
 
 
@@ -64,9 +66,7 @@ def motion_centre(frames: torch.Tensor, box: tuple[float, float]) -> torch.Tenso
     passing through a pixel for a few frames); a mean shift inside a `box`-sized window (fractions
     of H, W) then settles on the largest moving blob rather than on camera shake at background edges.
     """
-    gray = frames.float().mean(-1)  # (B, T, H, W)
-    energy = (gray - gray.median(dim=1).values[:, None]).abs().mean(1)  # (B, H, W)
-    energy = F.avg_pool2d(energy[:, None], 5, 1, 2)[:, 0]
+    energy = motion_energy(frames, smooth=5)[:, 0]
     b, h, w = energy.shape
     ys = torch.arange(h, dtype=torch.float32).view(1, h, 1)
     xs = torch.arange(w, dtype=torch.float32).view(1, 1, w)
@@ -78,6 +78,14 @@ def motion_centre(frames: torch.Tensor, box: tuple[float, float]) -> torch.Tenso
         total = weight.sum((1, 2)) + 1e-6
         cy, cx = (weight * ys).sum((1, 2)) / total, (weight * xs).sum((1, 2)) / total
     return torch.stack([cy, cx], 1)
+
+
+def motion_energy(frames: torch.Tensor, smooth: int) -> torch.Tensor:
+    """Mean absolute deviation from the clip's median frame of uint8 clips `[B, T, H, W, 3]`, box-smoothed
+    over `smooth` (odd) pixels: `[B, 1, H, W]`."""
+    gray = frames.float().mean(-1)  # (B, T, H, W)
+    energy = (gray - gray.median(dim=1).values[:, None]).abs().mean(1, keepdim=True)  # (B, 1, H, W)
+    return F.avg_pool2d(energy, smooth, 1, smooth // 2)
 
 
 def appearance_maps(frames: torch.Tensor) -> torch.Tensor:
@@ -166,6 +174,7 @@ def pretrain_tiny(
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     n_motion = round(config.batch_size / (1 + config.static_fraction))
     n_static = config.batch_size - n_motion
+    box = (config.actor_box, config.actor_size)
     steps_per_epoch = config.clips_per_video * len(videos) // n_motion
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.15
@@ -180,13 +189,21 @@ def pretrain_tiny(
             with torch.no_grad():
                 centre = motion_centre(torch.from_numpy(source), config.actor_box)
                 middle = appearance_maps(x[:, :, frames // 2])  # (B, 5, S, S)
-                actor = crop_around(middle, centre, config.actor_box, config.actor_size)
+                actor = crop_around(middle, centre, config.actor_box, config.actor_size).flatten(1)
+                energy = crop_around(motion_energy(torch.from_numpy(source), 9), centre, *box).flatten(1)
+                emphasis = energy / energy.amax(1, keepdim=True).clamp_min(1e-6)
+                pixel_weight = (1 + config.foreground_emphasis * emphasis).repeat(1, 5)
+                pixel_weight = pixel_weight / pixel_weight.mean(1, keepdim=True)
                 token_target = patch_targets(x, grid, config.recon_size)
             logits, token_pred, actor_pred = model(x)
             ce = F.cross_entropy(logits[:n_motion], y)
             token_rec = F.mse_loss(token_pred, token_target)
-            actor_rec = F.mse_loss(actor_pred, actor.flatten(1))
-            loss = ce + config.token_recon_weight * token_rec + config.actor_recon_weight * actor_rec
+            actor_rec = (pixel_weight * (actor_pred - actor) ** 2).mean()
+            loss = (
+                config.action_weight * ce
+                + config.token_recon_weight * token_rec
+                + config.actor_recon_weight * actor_rec
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
