@@ -25,7 +25,8 @@ def pretrain_encoder(
 
     The pretraining population (people, scenes) is disjoint from every benchmark preset; the objective
     is action classification plus token-level and motion-guided reconstruction, never the private
-    attributes or identities. Takes about an hour on 2 CPU cores. CI never runs it.
+    attributes or identities. Training runs on one CPU thread, so the same seed gives the same bytes
+    on any machine; about 40 minutes in all on the 2-core development machine. CI never runs it.
 
     Example:
 
