@@ -43,7 +43,7 @@ def train_adapter(
     erase_dims: Annotated[
         int | None,
         typer.Option(
-            help="Default objective: output directions the eraser removes (default: min(64, D/4)); more "
+            help="Default objective: output directions the eraser removes (default: min(96, 3D/8)); more "
             "removes more leakage and costs utility (docs/adapter.md)."
         ),
     ] = None,

@@ -395,7 +395,8 @@ def _unerased(model: ClipAdapter, fetch: _Rows, rows: np.ndarray, step: int) -> 
 
 @torch.no_grad()
 def _fit_eraser(model: ClipAdapter, t: _Step, index: _Index, batch: int) -> float:
-    """Refit the adapter's eraser on all training clips; returns the mean erased canonical correlation."""
+    """Refit the adapter's eraser on the training clips of videos with one action label (all training
+    clips when none has one); returns the mean erased canonical correlation."""
     rows, step = index.train_clips, 4 * batch
     z = _unerased(model, t.rows, rows, step)
     videos = torch.as_tensor(t.data.video[rows], device=t.device)
@@ -409,6 +410,11 @@ def _fit_eraser(model: ClipAdapter, t: _Step, index: _Index, batch: int) -> floa
         others = (t.static_mean[sv] * n - t.static[torch.as_tensor(srows, device=t.device)]) / (n - 1)
         z, s, videos = torch.cat([z, zs]), torch.cat([s, others]), torch.cat([videos, sv])
     group = t.video_action[videos]
+    if bool((group >= 0).any()):
+        # only videos of one action: the look is removed *within* an action, and an untrimmed video's
+        # static frames mix the poses of several (fitting on them erases what temporal detection needs)
+        keep = group >= 0
+        z, s, group = z[keep], s[keep], group[keep]
     mean, E, P, corr = fit_nullspace(
         z.cpu().numpy(),
         s.cpu().numpy(),

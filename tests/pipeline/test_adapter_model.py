@@ -169,7 +169,7 @@ def test_train_recipes() -> None:
     paper = train_recipe("paper", 768)
     assert paper.adapter.variant == "paper" and paper.objective.lc == 100 and paper.scaled_lr == 1e-4
     ours = train_recipe("default", 256, epochs=3, seed=5)
-    assert ours.adapter.variant == "clip" and ours.adapter.erase_dims == 64 and ours.epochs == 3
+    assert ours.adapter.variant == "clip" and ours.adapter.erase_dims == 96 and ours.epochs == 3
     assert ours.scaled_lr == pytest.approx(2.5e-4) and ours.seed == 5 and ours.objective.independence > 0
     with pytest.raises(ValidationError, match="extra"):
         train_recipe("default", 256, epoch=3)

@@ -144,3 +144,26 @@ def test_eraser_fitted_on_static_clips_too_hides_the_look_of_static_clips(plante
             scores.append(clf.score(z[~train], labels[~train]) - np.bincount(labels).max() / len(labels))
         leak[erase_static] = float(np.mean(scores))
     assert leak[True] < leak[False] - 0.05, leak
+
+
+def test_eraser_is_fitted_on_videos_of_one_action_only(planted: PlantedData) -> None:
+    """Untrimmed videos (no single action) are left out of the eraser's fit: their static frames mix
+    the poses of several actions, and erasing what those share with the clips costs detection."""
+    from pipeline.adapter.nullspace import fit_nullspace
+
+    d = planted.data
+    assert d.action is not None and (d.action < 0).any()  # the untrimmed detection videos
+    model = train_adapter(d, TrainConfig(adapter=_small(erase_dims=4), epochs=1, batch_size=128)).model
+    # fitted before the first epoch, on the identity-start adapter: on the raw motion clips
+    static_mean = np.zeros((d.num_videos, D))
+    np.add.at(static_mean, d.static_video, d.static)
+    static_mean = (static_mean / np.bincount(d.static_video, minlength=d.num_videos)[:, None]).astype(
+        np.float32
+    )
+    rows = (d.split[d.video] == "train") & (d.action >= 0)
+    video_action = np.full(d.num_videos, -1)
+    video_action[d.video[rows]] = d.action[rows]
+    _, directions, _, _ = fit_nullspace(
+        d.motion[rows], static_mean[d.video[rows]], video_action[d.video[rows]], 4, keep_means=False
+    )
+    np.testing.assert_allclose(model.erase_dir.numpy(), directions, rtol=1e-6, atol=1e-9)
