@@ -125,7 +125,9 @@ def check_targets(report: dict[str, Any], published: str, ours: str, unseen: str
         goal = f">= {REMOVED_MIN:.0%} of raw above-chance (worst attacker)"
         if w["near_chance"]:
             targets.append(Target(label, goal, "raw leakage at chance: nothing to remove", None, name))
-        elif removed is not None:
+        elif removed is None:
+            targets.append(Target(label, goal, "not measured (see the report's skipped probes)", None, name))
+        else:
             targets.append(Target(label, goal, f"{removed:.0%}", removed >= REMOVED_MIN, name))
     reid = metrics["reid_top1"]
     value, chance = reid["values"].get(published), reid["chance"]
