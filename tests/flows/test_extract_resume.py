@@ -27,15 +27,6 @@ from tests.flows.extract_support import FRAMES, encoder_config_kwargs, store_sna
 K = 10
 
 
-@pytest.fixture
-def video_folder(small_videos: list[Path], tmp_path: Path) -> Path:
-    folder = tmp_path / "videos"
-    folder.mkdir()
-    for video in small_videos:
-        shutil.copy2(video, folder / video.name)
-    return folder
-
-
 def count_calls(monkeypatch: pytest.MonkeyPatch, *names: str) -> Counter[str]:
     """Count calls of functions that `flows.extract` uses (they still run)."""
     calls: Counter[str] = Counter()
@@ -75,10 +66,10 @@ def assert_complete_and_unique(view: CacheView, frames: dict[str, int]) -> None:
 
 
 def test_a_rerun_recomputes_nothing(
-    video_folder: Path, script_encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    videos: Path, script_encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = tmp_path / "store.zarr"
-    inputs = load_inputs(None, video_folder, None)
+    inputs = load_inputs(None, videos, None)
     config = ExtractConfig(**encoder_config_kwargs(script_encoder), decode_workers=0, videos_per_part=2)
     first = extract(inputs, store, config, bar=False)
     assert (first.ok, first.failed, first.skipped) == (6, 0, 0)
@@ -94,19 +85,19 @@ def test_a_rerun_recomputes_nothing(
 
 
 def test_changed_files_are_extracted_again(
-    video_folder: Path, script_encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    videos: Path, script_encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = tmp_path / "store.zarr"
-    inputs = load_inputs(None, video_folder, None)
+    inputs = load_inputs(None, videos, None)
     config = ExtractConfig(**encoder_config_kwargs(script_encoder), decode_workers=0, videos_per_part=2)
     extract(inputs, store, config, bar=False)
     before = LatentCache.open(store).read()
     motion_before, _ = clip_counts(before)
 
     # clip1 gets clip4's content (another size); clip3 is only touched (same bytes, newer mtime).
-    shutil.copyfile(video_folder / "clip4.mp4", video_folder / "clip1.mp4")
-    stat = (video_folder / "clip3.mp4").stat()
-    os.utime(video_folder / "clip3.mp4", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    shutil.copyfile(videos / "clip4.mp4", videos / "clip1.mp4")
+    stat = (videos / "clip3.mp4").stat()
+    os.utime(videos / "clip3.mp4", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     calls = count_calls(monkeypatch, "encode_clips")
     result = extract(inputs, store, config, bar=False)
     assert (result.skipped, result.ok, result.failed) == (4, 2, 0)
@@ -124,18 +115,18 @@ def test_changed_files_are_extracted_again(
     assert len(rows1) == 3 != motion_before["clip1"]
     np.testing.assert_allclose(after.motion[rows1], after.motion[rows4], atol=1e-6)
     size = {r["video_id"]: (r["size"], r["mtime_ns"]) for r in after.videos.to_pylist()}
-    assert size["clip1"][0] == (video_folder / "clip1.mp4").stat().st_size
-    assert size["clip3"][1] == (video_folder / "clip3.mp4").stat().st_mtime_ns
+    assert size["clip1"][0] == (videos / "clip1.mp4").stat().st_size
+    assert size["clip3"][1] == (videos / "clip3.mp4").stat().st_mtime_ns
     rows3_before = [i for i, v in enumerate(before.clips["video_id"].to_pylist()) if v == "clip3"]
     rows3 = [i for i, v in enumerate(ids) if v == "clip3"]
     np.testing.assert_allclose(after.motion[rows3], before.motion[rows3_before], atol=1e-6)
 
 
 def test_a_damaged_part_is_not_trusted_and_its_videos_are_redone(
-    video_folder: Path, script_encoder: Path, tmp_path: Path
+    videos: Path, script_encoder: Path, tmp_path: Path
 ) -> None:
     store = tmp_path / "store.zarr"
-    inputs = load_inputs(None, video_folder, None)
+    inputs = load_inputs(None, videos, None)
     config = ExtractConfig(**encoder_config_kwargs(script_encoder), decode_workers=0, videos_per_part=2)
     extract(inputs, store, config, bar=False)
     part = sorted(p for p in (store / "parts").iterdir() if p.is_dir())[0]
