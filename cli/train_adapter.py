@@ -43,8 +43,8 @@ def train_adapter(
     erase_dims: Annotated[
         int | None,
         typer.Option(
-            help="Default objective: output directions the eraser removes (default: min(96, 3D/8)); more "
-            "removes more leakage and costs utility (docs/adapter.md)."
+            help="Default objective: output directions the eraser removes, fitted against the video's static "
+            "look (default: min(96, 3D/8)); more removes more leakage and costs utility (docs/adapter.md)."
         ),
     ] = None,
     erase_static: Annotated[
@@ -54,6 +54,13 @@ def train_adapter(
             "static clips (costs some removal on motion clips; docs/adapter.md)."
         ),
     ] = False,
+    erase_clip_dims: Annotated[
+        int | None,
+        typer.Option(
+            help="Default objective: further directions the eraser removes, fitted against what the "
+            "video's other clips share (default: min(16, D/16); 0 turns them off; docs/adapter.md)."
+        ),
+    ] = None,
     memory_gb: Annotated[
         float | None,
         typer.Option(
@@ -104,6 +111,7 @@ def train_adapter(
             temporal=temporal,
             erase_dims=erase_dims,
             erase_static=erase_static,
+            erase_clip_dims=erase_clip_dims,
             memory_gb=memory_gb,
             threads=threads,
         )

@@ -69,6 +69,11 @@ class TrainAdapterConfig(BaseModel):
     temporal: bool = Field(False, description="attend over the cached temporal tokens (clip variant)")
     erase_dims: int | None = Field(None, ge=0, description="eraser directions (default: the recipe's)")
     erase_static: bool = Field(False, description="fit the eraser on static clips too")
+    erase_clip_dims: int | None = Field(
+        None,
+        ge=0,
+        description="eraser directions against what a video's other clips share (default: the recipe's)",
+    )
     memory_gb: float | None = Field(
         None,
         gt=0,
@@ -97,10 +102,12 @@ class TrainAdapterConfig(BaseModel):
             adapter["erase_dims"] = self.erase_dims
         if self.erase_static:
             adapter["erase_static"] = True
+        if self.erase_clip_dims is not None:
+            adapter["erase_clip_dims"] = self.erase_clip_dims
         if adapter:
             if recipe.adapter.variant == "paper":
                 raise ConfigError(
-                    "--temporal, --erase-dims and --erase-static need the per-clip adapter; "
+                    "--temporal and the --erase-* options need the per-clip adapter; "
                     "the paper variant has none"
                 )
             overrides["adapter"] = recipe.adapter.model_copy(update=adapter)

@@ -125,7 +125,7 @@ class ClipAdapter(nn.Module):
         nn.init.zeros_(self.readout.bias)
         hidden = max(1, round(config.mlp_ratio * D))
         self.mlp = nn.ModuleList(_MLPBlock(D, hidden) for _ in range(config.mlp_blocks))
-        k = config.erase_dims
+        k = config.erase_dims + config.erase_clip_dims
         # the fitted linear eraser (see nullspace.py); zeros = no erasure until fitted
         self.erase_mean: torch.Tensor
         self.erase_dir: torch.Tensor
@@ -137,7 +137,7 @@ class ClipAdapter(nn.Module):
         self.register_buffer("erase_pattern", torch.zeros(D, k, dtype=torch.float64))
 
     def set_eraser(self, mean: torch.Tensor, directions: torch.Tensor, patterns: torch.Tensor) -> None:
-        """Install a fitted eraser: mean (D,), directions and patterns (D, erase_dims)."""
+        """Install a fitted eraser: mean (D,), directions and patterns (D, erase_dims + erase_clip_dims)."""
         self.erase_mean.copy_(mean)
         self.erase_dir.copy_(directions)
         self.erase_pattern.copy_(patterns)

@@ -66,3 +66,19 @@ def fit_nullspace(
     labelled = group >= 0
     mu = z64[labelled].mean(0) if keep_means and labelled.any() else z64.mean(0)
     return mu, E, P, corr[:k]
+
+
+def erase(z: np.ndarray, mu: np.ndarray, directions: np.ndarray, patterns: np.ndarray) -> np.ndarray:
+    """`z` (N, D) with the variates directions^T z made constant: z - (z - mu) E P^T (float64)."""
+    z64 = z.astype(np.float64)
+    out: np.ndarray = z64 - ((z64 - mu) @ directions) @ patterns.T
+    return out
+
+
+def chain(e1: np.ndarray, p1: np.ndarray, e2: np.ndarray, p2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One eraser (E, P) doing eraser (e1, p1) and then (e2, p2), the second fitted on the first's output.
+
+    z1 = z - (z - mu) e1 p1^T, z2 = z1 - (z1 - mu) e2 p2^T = z - (z - mu) [e1, (I - e1 p1^T) e2] [p1, p2]^T.
+    The first variates stay erased: p2 is a pattern in z1's covariance, which is 0 along e1, so e1^T p2 = 0.
+    """
+    return np.concatenate([e1, e2 - e1 @ (p1.T @ e2)], 1), np.concatenate([p1, p2], 1)

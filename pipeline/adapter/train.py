@@ -17,6 +17,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from pipeline.adapter.data import AdapterChunks, AdapterData
 from pipeline.adapter.errors import AdapterError
 from pipeline.adapter.heads import TaskHeads
 from pipeline.adapter.model import ClipAdapter, build_adapter
-from pipeline.adapter.nullspace import fit_nullspace
+from pipeline.adapter.nullspace import chain, erase, fit_nullspace
 
 OnEpoch = Callable[[int, dict[str, float]], None]
 
@@ -396,33 +397,45 @@ def _unerased(model: ClipAdapter, fetch: _Rows, rows: np.ndarray, step: int) -> 
 @torch.no_grad()
 def _fit_eraser(model: ClipAdapter, t: _Step, index: _Index, batch: int) -> float:
     """Refit the adapter's eraser on the training clips of videos with one action label (all training
-    clips when none has one); returns the mean erased canonical correlation."""
+    clips when none has one): `erase_dims` directions against the video's static look, then
+    `erase_clip_dims` more against what its other clips share. Returns the mean erased canonical
+    correlation."""
+    cfg = model.config
     rows, step = index.train_clips, 4 * batch
     z = _unerased(model, t.rows, rows, step)
     videos = torch.as_tensor(t.data.video[rows], device=t.device)
-    s = t.static_mean[videos]
-    if model.config.erase_static:
-        # every training static clip against the mean of its video's OTHER static clips
+    # what the video's OTHER clips share: the leave-one-out mean of its raw training clips
+    x = t.rows(rows)[0]
+    sums = torch.zeros_like(t.static_mean).index_add_(0, videos, x)  # (V, D)
+    count = torch.zeros(len(sums), device=t.device).index_add_(0, videos, torch.ones_like(x[:, 0]))
+    n = count[videos, None]
+    look, shared = t.static_mean[videos], (sums[videos] - x) / (n - 1).clamp_min(1)
+    has_shared = n[:, 0] >= 2  # a video's only clip has no other clip to share anything with
+    if cfg.erase_static:
+        # every training static clip against the mean of its video's OTHER static clips (and its clips)
         srows = index.train_static
         zs = _unerased(model, t.static_rows, srows, step)
         sv = torch.as_tensor(t.data.static_video[srows], device=t.device)
-        n = torch.as_tensor(np.diff(index.static_start), device=t.device)[sv, None].to(s.dtype)
-        others = (t.static_mean[sv] * n - t.static[torch.as_tensor(srows, device=t.device)]) / (n - 1)
-        z, s, videos = torch.cat([z, zs]), torch.cat([s, others]), torch.cat([videos, sv])
+        n_static = torch.as_tensor(np.diff(index.static_start), device=t.device)[sv, None].to(look.dtype)
+        static = t.static[torch.as_tensor(srows, device=t.device)]
+        z, videos = torch.cat([z, zs]), torch.cat([videos, sv])
+        look = torch.cat([look, (t.static_mean[sv] * n_static - static) / (n_static - 1)])
+        shared = torch.cat([shared, sums[sv] / count[sv, None].clamp_min(1)])
+        has_shared = torch.cat([has_shared, count[sv] >= 1])
     group = t.video_action[videos]
-    if bool((group >= 0).any()):
-        # only videos of one action: the look is removed *within* an action, and an untrimmed video's
-        # static frames mix the poses of several (fitting on them erases what temporal detection needs)
-        keep = group >= 0
-        z, s, group = z[keep], s[keep], group[keep]
-    mean, E, P, corr = fit_nullspace(
-        z.cpu().numpy(),
-        s.cpu().numpy(),
-        group.cpu().numpy(),
-        model.config.erase_dims,
-        reg=model.config.erase_reg,
-        keep_means=model.config.erase_keep_means,
-    )
+    # only videos of one action: the look is removed *within* an action, and an untrimmed video's
+    # static frames mix the poses of several (fitting on them erases what temporal detection needs)
+    keep = group >= 0 if bool((group >= 0).any()) else torch.ones_like(group, dtype=torch.bool)
+    z64, group_np = z.cpu().numpy().astype(np.float64), group.cpu().numpy()
+    fit = partial(fit_nullspace, reg=cfg.erase_reg, keep_means=cfg.erase_keep_means)
+    k = keep.cpu().numpy()
+    mean, E, P, corr = fit(z64[k], look[keep].cpu().numpy(), group_np[k], cfg.erase_dims)
+    if cfg.erase_clip_dims:
+        k2 = (keep & has_shared).cpu().numpy()
+        z1 = erase(z64[k2], mean, E, P)
+        _, E2, P2, corr2 = fit(z1, shared[keep & has_shared].cpu().numpy(), group_np[k2], cfg.erase_clip_dims)
+        E, P = chain(E, P, E2, P2)
+        corr = np.concatenate([corr, corr2])
     model.set_eraser(*(torch.as_tensor(a, dtype=torch.float64, device=t.device) for a in (mean, E, P)))
     return float(corr.mean())
 

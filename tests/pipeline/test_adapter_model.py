@@ -73,6 +73,15 @@ def test_unknown_config_key_is_an_error() -> None:
         AdapterConfig(dim=D, variant="bogus")  # type: ignore[arg-type]
 
 
+def test_eraser_sizes_are_checked() -> None:
+    with pytest.raises(ValidationError, match="needs erase_dims"):
+        AdapterConfig(dim=D, erase_clip_dims=4)
+    with pytest.raises(ValidationError, match=f"= {D + 1} exceeds dim {D}"):
+        AdapterConfig(dim=D, erase_dims=D, erase_clip_dims=1)
+    with pytest.raises(ValidationError, match="paper variant has no eraser"):
+        AdapterConfig(dim=D, variant="paper", heads=1, erase_clip_dims=1)
+
+
 def test_output_shape_and_identity_start(clips: np.ndarray) -> None:
     for cfg in (AdapterConfig(dim=D), AdapterConfig(dim=D, variant="paper")):
         out = anonymize_array(build_adapter(cfg), clips)

@@ -146,14 +146,18 @@ def test_eraser_fitted_on_static_clips_too_hides_the_look_of_static_clips(plante
     assert leak[True] < leak[False] - 0.05, leak
 
 
-def test_eraser_is_fitted_on_videos_of_one_action_only(planted: PlantedData) -> None:
+@pytest.mark.parametrize("clip_dims", [0, 3])
+def test_eraser_is_fitted_on_videos_of_one_action_only(planted: PlantedData, clip_dims: int) -> None:
     """Untrimmed videos (no single action) are left out of the eraser's fit: their static frames mix
-    the poses of several actions, and erasing what those share with the clips costs detection."""
-    from pipeline.adapter.nullspace import fit_nullspace
+    the poses of several actions, and erasing what those share with the clips costs detection. With
+    `erase_clip_dims`, more directions are fitted on the erased clips against the mean of each video's
+    other clips, and chained after the first ones."""
+    from pipeline.adapter.nullspace import chain, erase, fit_nullspace
 
     d = planted.data
     assert d.action is not None and (d.action < 0).any()  # the untrimmed detection videos
-    model = train_adapter(d, TrainConfig(adapter=_small(erase_dims=4), epochs=1, batch_size=128)).model
+    cfg = TrainConfig(adapter=_small(erase_dims=4, erase_clip_dims=clip_dims), epochs=1, batch_size=128)
+    model = train_adapter(d, cfg).model
     # fitted before the first epoch, on the identity-start adapter: on the raw motion clips
     static_mean = np.zeros((d.num_videos, D))
     np.add.at(static_mean, d.static_video, d.static)
@@ -163,7 +167,33 @@ def test_eraser_is_fitted_on_videos_of_one_action_only(planted: PlantedData) -> 
     rows = (d.split[d.video] == "train") & (d.action >= 0)
     video_action = np.full(d.num_videos, -1)
     video_action[d.video[rows]] = d.action[rows]
-    _, directions, _, _ = fit_nullspace(
-        d.motion[rows], static_mean[d.video[rows]], video_action[d.video[rows]], 4, keep_means=False
-    )
-    np.testing.assert_allclose(model.erase_dir.numpy(), directions, rtol=1e-6, atol=1e-9)
+    z, group = d.motion[rows], video_action[d.video[rows]]
+    mean, E, P, _ = fit_nullspace(z, static_mean[d.video[rows]], group, 4, keep_means=False)
+    if clip_dims:
+        train = d.split[d.video] == "train"
+        sums = np.zeros((d.num_videos, D))
+        np.add.at(sums, d.video[train], d.motion[train])
+        count = np.bincount(d.video[train], minlength=d.num_videos)[d.video[rows], None]
+        assert (count >= 2).all()
+        others = (sums[d.video[rows]] - z) / (count - 1)
+        _, E2, P2, _ = fit_nullspace(erase(z, mean, E, P), others, group, clip_dims, keep_means=False)
+        E, P = chain(E, P, E2, P2)
+    # float32 clip sums in training against float64 here
+    np.testing.assert_allclose(model.erase_dir.numpy(), E, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(model.erase_pattern.numpy(), P, rtol=1e-4, atol=1e-6)
+
+
+def test_chained_eraser_makes_both_sets_of_variates_constant() -> None:
+    from pipeline.adapter.nullspace import chain, erase, fit_nullspace
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((400, 12))
+    group = rng.integers(3, size=400)
+    s1, s2 = z[:, :3] + 0.3 * rng.standard_normal((400, 3)), z[:, 3:6] + 0.3 * rng.standard_normal((400, 3))
+    mean, E1, P1, _ = fit_nullspace(z, s1, group, 2, keep_means=False)
+    _, E2, P2, _ = fit_nullspace(erase(z, mean, E1, P1), s2, group, 2, keep_means=False)
+    E, P = chain(E1, P1, E2, P2)
+    out = erase(z, mean, E, P)
+    np.testing.assert_allclose(out @ E1, np.broadcast_to((out @ E1)[:1], (400, 2)), atol=1e-9)
+    np.testing.assert_allclose(out @ E2, np.broadcast_to((out @ E2)[:1], (400, 2)), atol=1e-9)
+    np.testing.assert_allclose(out, erase(erase(z, mean, E1, P1), mean, E2, P2), atol=1e-9)
