@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint typecheck arch ci bench bench-gpu encoder clean
+.PHONY: install demo test test-fast lint typecheck arch ci bench bench-gpu bench-seeds encoder clean
 
 install: $(STAMP)
 	@:
@@ -56,6 +56,12 @@ bench: install
 bench-gpu: install
 	@$(PY) benchmarks/bench_extract.py --gpu
 	@$(PY) benchmarks/bench_adapter.py --gpu
+
+# The default adapter against its eraser without the clip-shared directions, five seeds, on the demo's cache.
+bench-seeds: install
+	@test -d $(DEMO_OUT)/latents.zarr || (echo "run 'make demo' first: no $(DEMO_OUT)/latents.zarr"; exit 2)
+	@$(PY) benchmarks/adapter_seeds.py --store $(DEMO_OUT)/latents.zarr --seeds 0,1,2,3,4 \
+		--variant default --variant static-only:erase_clip_dims=0 --json bench-out/adapter-seeds.json
 
 clean:
 	rm -rf $(DEMO_OUT) bench-out .pytest_cache .mypy_cache .ruff_cache
