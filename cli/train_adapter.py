@@ -44,7 +44,8 @@ def train_adapter(
         int | None,
         typer.Option(
             help="Default objective: output directions the eraser removes, fitted against the video's static "
-            "look (default: min(96, 3D/8)); more removes more leakage and costs utility (docs/adapter.md)."
+            "look (default: min(96, 3D/8); 0 turns the eraser off); more removes more leakage and costs "
+            "utility (docs/adapter.md)."
         ),
     ] = None,
     erase_static: Annotated[

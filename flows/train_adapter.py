@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.cpu import torch_threads
 from flows.progress import progress
@@ -104,6 +104,8 @@ class TrainAdapterConfig(BaseModel):
             adapter["erase_static"] = True
         if self.erase_clip_dims is not None:
             adapter["erase_clip_dims"] = self.erase_clip_dims
+        elif self.erase_dims == 0:
+            adapter["erase_clip_dims"] = 0  # --erase-dims 0 turns the whole eraser off
         if adapter:
             if recipe.adapter.variant == "paper":
                 raise ConfigError(
@@ -111,7 +113,11 @@ class TrainAdapterConfig(BaseModel):
                     "the paper variant has none"
                 )
             overrides["adapter"] = recipe.adapter.model_copy(update=adapter)
-        return TrainConfig.model_validate({**recipe.model_dump(), **overrides})
+        try:
+            return TrainConfig.model_validate({**recipe.model_dump(), **overrides})
+        except ValidationError as err:  # e.g. --erase-dims beyond the store's dimension
+            reason = str(err.errors()[0]["msg"]).removeprefix("Value error, ")
+            raise ConfigError(f"train-adapter options for a store of dimension {dim}: {reason}") from None
 
 
 @dataclass(frozen=True)

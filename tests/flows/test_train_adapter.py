@@ -76,6 +76,15 @@ def test_adapter_refused_for_another_encoder(store: Path, tmp_path: Path) -> Non
         load_adapter(tmp_path / "a", expect_encoder_id="videomae:base", expect_dim=768)
 
 
+def test_eraser_options_map_onto_the_recipe() -> None:
+    default = TrainAdapterConfig().train_config(256).adapter
+    assert (default.erase_dims, default.erase_clip_dims) == (96, 16)
+    off = TrainAdapterConfig(erase_dims=0).train_config(256).adapter  # --erase-dims 0: no eraser at all
+    assert (off.erase_dims, off.erase_clip_dims) == (0, 0)
+    static_only = TrainAdapterConfig(erase_clip_dims=0).train_config(256).adapter
+    assert (static_only.erase_dims, static_only.erase_clip_dims) == (96, 0)
+
+
 def test_bad_inputs(store: Path, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="is a file"):
@@ -84,6 +93,10 @@ def test_bad_inputs(store: Path, tmp_path: Path) -> None:
         train_adapter_stage(store, tmp_path / "t", TrainAdapterConfig(epochs=1, temporal=True))
     with pytest.raises(ConfigError, match="need the per-clip adapter"):
         TrainAdapterConfig(objective="paper", temporal=True).train_config(32)
+    with pytest.raises(ConfigError, match="erase_clip_dims needs erase_dims > 0"):
+        TrainAdapterConfig(erase_dims=0, erase_clip_dims=2).train_config(32)
+    with pytest.raises(ConfigError, match="dimension 32: erase_dims \\+ erase_clip_dims = 40 exceeds dim 32"):
+        TrainAdapterConfig(erase_dims=40, erase_clip_dims=0).train_config(32)
     only_test = write_store(
         tmp_path / "test-only.zarr", planted(identities=(4, 4), actions_per_identity=1), drop=("split",)
     )
