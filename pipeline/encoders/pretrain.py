@@ -59,14 +59,25 @@ def patch_targets(x: torch.Tensor, grid: tuple[int, int, int], size: int) -> tor
     return patches.reshape(b, t * h * w, 3 * size * size)
 
 
-def motion_centre(frames: torch.Tensor, box: tuple[float, float]) -> torch.Tensor:
-    """Centre `[B, 2]` (y, x in pixels) of what moves in uint8 clips `[B, T, H, W, 3]`.
+def median_deviation(frames: torch.Tensor) -> torch.Tensor:
+    """Motion energy of uint8 clips `[B, T, H, W, 3]`: the mean absolute deviation of each pixel from the
+    clip's median frame (robust to the actor passing through a pixel for a few frames), `[B, 1, H, W]`."""
+    gray = frames.float().mean(-1)  # (B, T, H, W)
+    return (gray - gray.median(dim=1).values[:, None]).abs().mean(1, keepdim=True)
 
-    Motion energy is the mean absolute deviation from the clip's median frame (robust to the actor
-    passing through a pixel for a few frames); a mean shift inside a `box`-sized window (fractions
-    of H, W) then settles on the largest moving blob rather than on camera shake at background edges.
+
+def smoothed(energy: torch.Tensor, size: int) -> torch.Tensor:
+    """`[B, 1, H, W]` box-smoothed over `size` (odd) pixels."""
+    return F.avg_pool2d(energy, size, 1, size // 2)
+
+
+def motion_centre(deviation: torch.Tensor, box: tuple[float, float]) -> torch.Tensor:
+    """Centre `[B, 2]` (y, x in pixels) of what moves, from clips' `median_deviation` `[B, 1, H, W]`.
+
+    A mean shift inside a `box`-sized window (fractions of H, W) settles on the largest moving blob
+    rather than on camera shake at background edges.
     """
-    energy = motion_energy(frames, smooth=5)[:, 0]
+    energy = smoothed(deviation, 5)[:, 0]
     b, h, w = energy.shape
     ys = torch.arange(h, dtype=torch.float32).view(1, h, 1)
     xs = torch.arange(w, dtype=torch.float32).view(1, 1, w)
@@ -78,14 +89,6 @@ def motion_centre(frames: torch.Tensor, box: tuple[float, float]) -> torch.Tenso
         total = weight.sum((1, 2)) + 1e-6
         cy, cx = (weight * ys).sum((1, 2)) / total, (weight * xs).sum((1, 2)) / total
     return torch.stack([cy, cx], 1)
-
-
-def motion_energy(frames: torch.Tensor, smooth: int) -> torch.Tensor:
-    """Mean absolute deviation from the clip's median frame of uint8 clips `[B, T, H, W, 3]`, box-smoothed
-    over `smooth` (odd) pixels: `[B, 1, H, W]`."""
-    gray = frames.float().mean(-1)  # (B, T, H, W)
-    energy = (gray - gray.median(dim=1).values[:, None]).abs().mean(1, keepdim=True)  # (B, 1, H, W)
-    return F.avg_pool2d(energy, smooth, 1, smooth // 2)
 
 
 def appearance_maps(frames: torch.Tensor) -> torch.Tensor:
@@ -187,10 +190,10 @@ def pretrain_tiny(
             y = torch.from_numpy(np.where(flip[:n_motion], mirror_arr[labels[vid]], labels[vid])).long()
             x = batch_to_model_input(torch.from_numpy(clips), preprocess)  # (B, 3, T, S, S)
             with torch.no_grad():
-                centre = motion_centre(torch.from_numpy(source), config.actor_box)
-                middle = appearance_maps(x[:, :, frames // 2])  # (B, 5, S, S)
-                actor = crop_around(middle, centre, config.actor_box, config.actor_size).flatten(1)
-                energy = crop_around(motion_energy(torch.from_numpy(source), 9), centre, *box).flatten(1)
+                deviation = median_deviation(torch.from_numpy(source))  # (B, 1, S, S)
+                centre = motion_centre(deviation, config.actor_box)
+                actor = crop_around(appearance_maps(x[:, :, frames // 2]), centre, *box).flatten(1)
+                energy = crop_around(smoothed(deviation, 9), centre, *box).flatten(1)
                 emphasis = energy / energy.amax(1, keepdim=True).clamp_min(1e-6)
                 pixel_weight = (1 + config.foreground_emphasis * emphasis).repeat(1, 5)
                 pixel_weight = pixel_weight / pixel_weight.mean(1, keepdim=True)

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.encoders.pretrain import PretrainConfig, crop_around, motion_centre, pretrain_tiny
+from pipeline.encoders.pretrain import (
+    PretrainConfig,
+    crop_around,
+    median_deviation,
+    motion_centre,
+    pretrain_tiny,
+)
 from pipeline.encoders.registry import build_encoder
 from pipeline.encoders.tiny import META_FILE, WEIGHTS_FILE, build_tiny_encoder, load_tiny_weights
 from pipeline.errors import EncoderError
@@ -68,7 +74,7 @@ def test_motion_centre_finds_what_moves_in_clutter() -> None:
         frames[t, 30:70, 52 + t : 64 + t] = (200, 40, 40)  # 40 x 12 block sliding right
     frames += rng.normal(0, 3, size=frames.shape)
     clip = torch.from_numpy(np.clip(frames, 0, 255).astype(np.uint8))[None]  # (1, T, H, W, 3)
-    cy, cx = motion_centre(clip, (0.84, 0.42))[0].tolist()
+    cy, cx = motion_centre(median_deviation(clip), (0.84, 0.42))[0].tolist()
     assert abs(cy - 49.5) < 4 and abs(cx - 65) < 6, (cy, cx)
     crop = crop_around(torch.ones(1, 1, 96, 96), torch.tensor([[48.0, 48.0]]), (0.5, 0.25), (8, 4))
     assert crop.shape == (1, 1, 8, 4) and torch.allclose(crop, torch.ones_like(crop))
