@@ -5,7 +5,7 @@ On the demo benchmark one test video is half a point of action top-1 and the bin
 of a 0.91 top-1 on 200 videos is two points, so a single training seed cannot tell recipes a few points
 apart. This trains every variant with every seed (`train-adapter`'s stage, the demo's epochs), probes
 them all in one `probe` run (fixed probe seed), and prints each figure's mean ± standard deviation
-over seeds next to raw: action top-1, temporal detection mAP, anomaly AUC, re-ID top-1 and the
+over seeds next to raw: action top-1, temporal detection mAP, anomaly AUC, re-ID top-1, the bias gap and the
 removed share of raw above-chance leakage (worst attacker) per attribute on motion and static clips.
 
 A variant is `NAME` or `NAME:option=value,...` with options of `TrainAdapterConfig` (the
@@ -36,6 +36,7 @@ METRICS = {  # report key -> label
     "temporal_map": "temporal detection mAP",
     "anomaly_auc": "anomaly AUC",
     "reid_top1": "re-ID top-1",
+    "bias_delta": "bias gap",
 }
 
 
@@ -98,7 +99,7 @@ def main() -> None:
             config = TrainAdapterConfig(epochs=args.epochs, seed=seed, **options)
             train_adapter_stage(args.store, folder, config, echo=print)
             folders[name, seed] = folder
-    tasks = ("action", "temporal", "anomaly", "leakage", "reid")
+    tasks = ("action", "temporal", "anomaly", "leakage", "reid", "bias")
     record = probe(args.store, out / "probe", ProbeRunConfig(tasks=tasks), adapters=list(folders.values()))
     report = compare(record.record)
     raw = figures(report, next(s["name"] for s in report["sets"] if s["kind"] == "raw"))

@@ -62,11 +62,16 @@ class _Index:
     anomaly_videos: dict[int, np.ndarray] = field(default_factory=dict)  # bag label -> training videos
     has_static: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (V,) >= 2 static clips
     train_static: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # their rows, training
+    # what the eraser is fitted on: motion and static (>= 2 per video) rows of training AND validation
+    # videos; it reads no task loss, so the validation videos only add looks to its closed-form fit
+    eraser_clips: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    eraser_static: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @classmethod
     def build(cls, data: AdapterData) -> _Index:
         V = data.num_videos
         train_video = data.split == "train"
+        fit_video = train_video | (data.split == "val")
         counts = np.bincount(data.video, minlength=V)
         clip_start = np.concatenate([[0], np.cumsum(counts)])
         static_rows = np.argsort(data.static_video, kind="stable")
@@ -96,6 +101,8 @@ class _Index:
             anomaly_videos=anomaly_videos,
             has_static=has_static,
             train_static=np.flatnonzero((train_video & has_static)[data.static_video]),
+            eraser_clips=np.flatnonzero(fit_video[data.video]),
+            eraser_static=np.flatnonzero((fit_video & has_static)[data.static_video]),
         )
 
     def static_pairs(self, videos: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -396,15 +403,15 @@ def _unerased(model: ClipAdapter, fetch: _Rows, rows: np.ndarray, step: int) -> 
 
 @torch.no_grad()
 def _fit_eraser(model: ClipAdapter, t: _Step, index: _Index, batch: int) -> float:
-    """Refit the adapter's eraser on the training clips of videos with one action label (all training
-    clips when none has one): `erase_dims` directions against the video's static look, then
-    `erase_clip_dims` more against what its other clips share. Returns the mean erased canonical
+    """Refit the adapter's eraser on the training and validation clips of videos with one action label
+    (all of those clips when none has one): `erase_dims` directions against the video's static look,
+    then `erase_clip_dims` more against what its other clips share. Returns the mean erased canonical
     correlation."""
     cfg = model.config
-    rows, step = index.train_clips, 4 * batch
+    rows, step = index.eraser_clips, 4 * batch
     z = _unerased(model, t.rows, rows, step)
     videos = torch.as_tensor(t.data.video[rows], device=t.device)
-    # what the video's OTHER clips share: the leave-one-out mean of its raw training clips
+    # what the video's OTHER clips share: the leave-one-out mean of its raw clips
     x = t.rows(rows)[0]
     sums = torch.zeros_like(t.static_mean).index_add_(0, videos, x)  # (V, D)
     count = torch.zeros(len(sums), device=t.device).index_add_(0, videos, torch.ones_like(x[:, 0]))
@@ -413,7 +420,7 @@ def _fit_eraser(model: ClipAdapter, t: _Step, index: _Index, batch: int) -> floa
     has_shared = n[:, 0] >= 2  # a video's only clip has no other clip to share anything with
     if cfg.erase_static:
         # every training static clip against the mean of its video's OTHER static clips (and its clips)
-        srows = index.train_static
+        srows = index.eraser_static
         zs = _unerased(model, t.static_rows, srows, step)
         sv = torch.as_tensor(t.data.static_video[srows], device=t.device)
         n_static = torch.as_tensor(np.diff(index.static_start), device=t.device)[sv, None].to(look.dtype)

@@ -148,8 +148,9 @@ def test_eraser_fitted_on_static_clips_too_hides_the_look_of_static_clips(plante
 
 @pytest.mark.parametrize("clip_dims", [0, 3])
 def test_eraser_is_fitted_on_videos_of_one_action_only(planted: PlantedData, clip_dims: int) -> None:
-    """Untrimmed videos (no single action) are left out of the eraser's fit: their static frames mix
-    the poses of several actions, and erasing what those share with the clips costs detection. With
+    """The eraser is fitted on the training and validation videos (never test), and untrimmed videos
+    (no single action) are left out: their static frames mix the poses of several actions, and
+    erasing what those share with the clips costs detection. With
     `erase_clip_dims`, more directions are fitted on the erased clips against the mean of each video's
     other clips, and chained after the first ones."""
     from pipeline.adapter.nullspace import chain, erase, fit_nullspace
@@ -164,16 +165,17 @@ def test_eraser_is_fitted_on_videos_of_one_action_only(planted: PlantedData, cli
     static_mean = (static_mean / np.bincount(d.static_video, minlength=d.num_videos)[:, None]).astype(
         np.float32
     )
-    rows = (d.split[d.video] == "train") & (d.action >= 0)
+    fit = np.isin(d.split[d.video], ["train", "val"])
+    assert (d.split == "val").any() and (d.split == "test").any()
+    rows = fit & (d.action >= 0)
     video_action = np.full(d.num_videos, -1)
     video_action[d.video[rows]] = d.action[rows]
     z, group = d.motion[rows], video_action[d.video[rows]]
     mean, E, P, _ = fit_nullspace(z, static_mean[d.video[rows]], group, 4, keep_means=False)
     if clip_dims:
-        train = d.split[d.video] == "train"
         sums = np.zeros((d.num_videos, D))
-        np.add.at(sums, d.video[train], d.motion[train])
-        count = np.bincount(d.video[train], minlength=d.num_videos)[d.video[rows], None]
+        np.add.at(sums, d.video[fit], d.motion[fit])
+        count = np.bincount(d.video[fit], minlength=d.num_videos)[d.video[rows], None]
         assert (count >= 2).all()
         others = (sums[d.video[rows]] - z) / (count - 1)
         _, E2, P2, _ = fit_nullspace(erase(z, mean, E, P), others, group, clip_dims, keep_means=False)
