@@ -40,7 +40,7 @@ from pipeline.adapter import (
     train_recipe,
 )
 from pipeline.adapter.checkpoint import CONFIG
-from pipeline.adapter.config import TaskName
+from pipeline.adapter.config import TRAINING_REVISION, TaskName
 from pipeline.errors import ConfigError
 from pipeline.probes.config import TemporalConfig
 from pipeline.probes.inputs import is_missing
@@ -324,7 +324,8 @@ def _groups(kept: list[str], size: dict[str, int], budget: int, splits: dict[str
 
 
 def _existing(out: Path, attrs: CacheAttrs, cfg: TrainConfig, checksum: str) -> AdapterMeta | None:
-    """The metadata of the artifact in `out` when it was trained on the same data with the same settings."""
+    """The metadata of the artifact in `out` when it was trained on the same data with the same settings
+    by the same revision of the training code."""
     if not (out / CONFIG).is_file():
         return None
     try:
@@ -332,7 +333,8 @@ def _existing(out: Path, attrs: CacheAttrs, cfg: TrainConfig, checksum: str) -> 
     except AdapterError:  # an artifact we cannot use is simply retrained
         return None
     same = (
-        meta.data_checksum == checksum
+        meta.training_revision == TRAINING_REVISION
+        and meta.data_checksum == checksum
         and adapter_cfg == cfg.adapter
         and meta.objective == cfg.objective
         and meta.train == cfg.model_dump(mode="json", exclude={"adapter", "objective"})

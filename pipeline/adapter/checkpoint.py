@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from pipeline.adapter.config import AdapterConfig, ObjectiveConfig, TrainConfig
+from pipeline.adapter.config import TRAINING_REVISION, AdapterConfig, ObjectiveConfig, TrainConfig
 from pipeline.adapter.errors import AdapterError
 from pipeline.adapter.model import build_adapter
 
@@ -38,6 +38,7 @@ class AdapterMeta(BaseModel):
     train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig as JSON, minus adapter")
     data_checksum: str = ""
     seed: int = 0
+    training_revision: int = 0  # TRAINING_REVISION of the code that trained it (0: before it was recorded)
     best_epoch: int = -1
     val_action_acc: float | None = None
     history: list[dict[str, float | None]] = Field(default_factory=list)  # NaN is stored as null
@@ -68,6 +69,7 @@ def meta_from_training(
         train=cfg.model_dump(mode="json", exclude={"adapter", "objective"}),
         data_checksum=data_checksum,
         seed=cfg.seed,
+        training_revision=TRAINING_REVISION,
         best_epoch=best_epoch,
         val_action_acc=acc,
         history=plain,

@@ -13,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Variant = Literal["clip", "paper"]
 DEFAULT_ERASE_DIMS = 96  # at most; 3/8 of the dimension below 256 (docs/adapter.md, measured)
 DEFAULT_ERASE_CLIP_DIMS = 16  # at most; 1/16 of the dimension below 256 (docs/adapter.md, measured)
+# Bumped whenever training gives other weights for the same data and settings, so that a rerun of
+# train-adapter retrains an artifact of an older revision instead of reusing it.
+# 1: the eraser is fitted on the train and val videos (was: train only).
+TRAINING_REVISION = 1
 TaskName = Literal["action", "detection", "anomaly"]
 ObjectiveName = Literal["paper", "default"]
 

@@ -10,6 +10,7 @@ import pytest
 
 from flows.train_adapter import TrainAdapterConfig, adapter_data, train_adapter_stage
 from pipeline.adapter import AdapterError, load_adapter
+from pipeline.adapter.config import TRAINING_REVISION
 from pipeline.errors import ConfigError
 from stores.latent_cache import LatentCache
 from tests.flows.test_probe import planted, write_store
@@ -60,6 +61,20 @@ def test_stage_writes_the_artifact_and_a_rerun_reuses_it(store: Path, tmp_path: 
     assert any("not retrained" in line for line in lines)
     other = train_adapter_stage(store, out, TrainAdapterConfig(epochs=2, seed=1, device="cpu"))
     assert not other.reused
+
+
+def test_an_artifact_of_older_training_code_is_retrained(store: Path, tmp_path: Path) -> None:
+    """Same data and settings but trained by an older revision of the training code (or before the
+    revision was recorded): a rerun retrains instead of serving stale weights."""
+    out = tmp_path / "adapter"
+    config = TrainAdapterConfig(epochs=1, device="cpu")
+    train_adapter_stage(store, out, config)
+    doc = json.loads((out / "adapter.json").read_text())
+    assert doc["meta"]["training_revision"] == TRAINING_REVISION >= 1
+    del doc["meta"]["training_revision"]  # as written before revisions were recorded
+    (out / "adapter.json").write_text(json.dumps(doc))
+    assert not train_adapter_stage(store, out, config).reused
+    assert train_adapter_stage(store, out, config).reused
 
 
 def test_paper_objective_and_task_subset(store: Path, tmp_path: Path) -> None:
