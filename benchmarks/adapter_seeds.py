@@ -5,8 +5,9 @@ On the demo benchmark one test video is half a point of action top-1 and the bin
 of a 0.91 top-1 on 200 videos is two points, so a single training seed cannot tell recipes a few points
 apart. This trains every variant with every seed (`train-adapter`'s stage, the demo's epochs), probes
 them all in one `probe` run (fixed probe seed), and prints each figure's mean ± standard deviation
-over seeds next to raw: action top-1, temporal detection mAP, anomaly AUC, re-ID top-1, the bias gap and the
-removed share of raw above-chance leakage (worst attacker) per attribute on motion and static clips.
+over seeds next to raw: action top-1, temporal detection mAP, anomaly AUC, re-ID top-1, the bias gap
+and the removed share of raw above-chance leakage (worst attacker) per attribute on motion and static
+clips.
 
 A variant is `NAME` or `NAME:option=value,...` with options of `TrainAdapterConfig` (the
 `train-adapter` flags), e.g. `static-only:erase_clip_dims=0` or `wide:erase_dims=112`.

@@ -43,9 +43,9 @@ def train_adapter(
     erase_dims: Annotated[
         int | None,
         typer.Option(
-            help="Default objective: output directions the eraser removes, fitted against the video's static "
-            "look (default: min(96, 3D/8); 0 turns the eraser off); more removes more leakage and costs "
-            "utility (docs/adapter.md)."
+            help="Default objective: output directions the eraser removes, fitted on the train and val "
+            "videos against the video's static look (default: min(96, 3D/8); 0 turns the eraser off); "
+            "more removes more leakage and costs utility (docs/adapter.md)."
         ),
     ] = None,
     erase_static: Annotated[
@@ -81,7 +81,7 @@ def train_adapter(
     by validation action accuracy. Private attributes are never read. Writes OUT/adapter.safetensors
     (weights, never pickle) and OUT/adapter.json (architecture, encoder id, loss weights, tasks, data
     checksum, seed, per-epoch metrics), the JSON last. Rerunning with the same store and options
-    finds the adapter and does not retrain.
+    finds the adapter and does not retrain (unless an older aam-pipeline trained it differently).
 
     Exits 2 with a one-line reason on a missing store, a bad option, or a store without train videos.
 

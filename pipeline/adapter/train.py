@@ -419,7 +419,7 @@ def _fit_eraser(model: ClipAdapter, t: _Step, index: _Index, batch: int) -> floa
     look, shared = t.static_mean[videos], (sums[videos] - x) / (n - 1).clamp_min(1)
     has_shared = n[:, 0] >= 2  # a video's only clip has no other clip to share anything with
     if cfg.erase_static:
-        # every training static clip against the mean of its video's OTHER static clips (and its clips)
+        # every train/val static clip against the mean of its video's OTHER static clips (and its clips)
         srows = index.eraser_static
         zs = _unerased(model, t.static_rows, srows, step)
         sv = torch.as_tensor(t.data.static_video[srows], device=t.device)
