@@ -27,7 +27,8 @@ def test_figures_reads_metrics_and_removed_leakage_of_one_set() -> None:
         "metrics": [
             {"key": "action_top1", "values": {"s": 0.9}},
             {"key": "bias_delta", "values": {"s": 0.1}},
+            {"key": "reid_map", "values": {"s": 0.2}},  # not a target figure: left out
         ],
         "leakage_worst": [{"view": "motion", "attribute": "gender", "removed_worst": {"s": 0.8}}],
     }
-    assert figures(report, "s") == {"action top-1": 0.9, "removed motion: gender": 0.8}
+    assert figures(report, "s") == {"action top-1": 0.9, "bias gap": 0.1, "removed motion: gender": 0.8}
