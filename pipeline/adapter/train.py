@@ -61,7 +61,6 @@ class _Index:
     detection_videos: np.ndarray  # training videos with detection labels
     anomaly_videos: dict[int, np.ndarray] = field(default_factory=dict)  # bag label -> training videos
     has_static: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (V,) >= 2 static clips
-    train_static: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # their rows, training
     # what the eraser is fitted on: motion and static (>= 2 per video) rows of training AND validation
     # videos; it reads no task loss, so the validation videos only add looks to its closed-form fit
     eraser_clips: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -100,7 +99,6 @@ class _Index:
             detection_videos=detection_videos,
             anomaly_videos=anomaly_videos,
             has_static=has_static,
-            train_static=np.flatnonzero((train_video & has_static)[data.static_video]),
             eraser_clips=np.flatnonzero(fit_video[data.video]),
             eraser_static=np.flatnonzero((fit_video & has_static)[data.static_video]),
         )
