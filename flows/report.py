@@ -31,7 +31,8 @@ NEAR_CHANCE = 0.05  # raw leakage (normalised) under this: the removed fraction 
 
 DEFINITIONS = {
     "cmap": "mean one-vs-rest average precision of an attacker over the classes of an attribute, scored "
-    "on held-out (test-split) videos; chance = the mean positive rate (1 / classes when balanced)",
+    "on held-out (test-split) videos; chance = its exact expectation under a random ranking of those "
+    "videos (a little above the mean positive rate 1 / classes on small test sets)",
     "leakage": "(cMAP − chance) / (1 − chance) for one attacker on one attribute: 0 = chance, 1 = perfect",
     "removed": "(raw cMAP − anonymized cMAP) / (raw cMAP − chance) per attribute, attacker and view: "
     "1 = down to chance, 0 = unchanged, < 0 = more leakage; n/a when raw is not above chance",

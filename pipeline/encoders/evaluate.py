@@ -4,8 +4,8 @@ Plain scikit-learn linear probes, fitted on the train split and scored on the te
 disjoint between the two), with fixed seeds:
 * action top-1 on trimmed clips (softmax averaged over the clips of a video);
 * per private attribute, cMAP (mean one-vs-rest average precision) of the video-level prediction from
-  static clips and from motion clips, with chance (mean positive rate) and the fraction of the way
-  from chance to perfect;
+  static clips and from motion clips, with chance (`cmap_chance`: its expectation under a random
+  ranking) and the fraction of the way from chance to perfect;
 * identity re-identification: top-1 of the nearest other video (cosine on video-mean embeddings).
 """
 
@@ -18,6 +18,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 from sklearn.preprocessing import StandardScaler
+
+from pipeline.probes.metrics import cmap_chance
 
 
 @dataclass
@@ -65,15 +67,15 @@ def _video_proba(
 
 
 def cmap_and_chance(truth: Sequence[object], proba: np.ndarray, classes: list[object]) -> tuple[float, float]:
-    """Mean one-vs-rest average precision over classes present in `truth`, and its chance level."""
+    """Mean one-vs-rest average precision over classes present in `truth`, and its chance level: the
+    expected value of the same mean for a uniformly random ranking (`cmap_chance`)."""
     truth_arr = np.asarray(truth)
-    aps, rates = [], []
-    for k, c in enumerate(classes):
-        positive = truth_arr == c
-        if positive.any():
-            aps.append(average_precision_score(positive, proba[:, k]))
-            rates.append(positive.mean())
-    return float(np.mean(aps)), float(np.mean(rates))
+    aps = [
+        average_precision_score(truth_arr == c, proba[:, k])
+        for k, c in enumerate(classes)
+        if (truth_arr == c).any()
+    ]
+    return float(np.mean(aps)), cmap_chance(truth_arr)
 
 
 def encoder_figures(

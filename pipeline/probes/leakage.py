@@ -19,21 +19,24 @@ import numpy as np
 from pipeline.probes.config import FitConfig, LeakageConfig
 from pipeline.probes.fit import fit_probe
 from pipeline.probes.inputs import Clips, ProbeError, encode_labels, labelled_videos, require_split
-from pipeline.probes.metrics import cmap, cmap_chance, macro_f1
+from pipeline.probes.metrics import class_rate, cmap, cmap_chance, macro_f1
 
 
 @dataclass(frozen=True)
 class AttackResult:
     """One attacker on one attribute, over the scored test units (videos or clips): ``cmap`` (one-vs-rest,
-    every class present), ``macro_f1`` of the argmax over the classes present, and ``chance`` =
-    `cmap_chance` of their labels — the level of both for a guess drawn at the test class rates. An
-    attacker with nothing to go on tends to one class, so its macro-F1 can fall below ``chance``."""
+    every class present), ``macro_f1`` of the argmax over the classes present, ``chance`` =
+    `cmap_chance` of their labels (the expected cMAP of a ranking that knows nothing) and
+    ``class_rate`` = `class_rate` of their labels (the expected macro-F1 of a guess drawn at the test
+    class rates). An attacker with nothing to go on tends to one class, so its macro-F1 can fall
+    below ``class_rate``."""
 
     attribute: str
     attacker: str
     cmap: float
     macro_f1: float
     chance: float
+    class_rate: float
     num_classes: int
     num_train_clips: int
     num_test: int
@@ -83,6 +86,7 @@ def attack(
         cmap=cmap(truth, proba, classes),
         macro_f1=macro_f1(truth, predicted, classes=sorted(set(truth))),
         chance=cmap_chance(truth),
+        class_rate=class_rate(truth),
         num_classes=len(classes),
         num_train_clips=len(rows),
         num_test=len(truth),

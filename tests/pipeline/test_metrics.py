@@ -14,6 +14,7 @@ from pipeline.probes.metrics import (
     Detection,
     Segment,
     average_precision,
+    class_rate,
     cmap,
     cmap_chance,
     detection_ap,
@@ -74,9 +75,27 @@ def test_cmap_rejects_unknown_labels_and_wrong_shapes() -> None:
         cmap(np.array(["a", "b"]), np.full((2, 3), 0.5), ["a", "b"])
 
 
-def test_cmap_chance_is_mean_positive_rate() -> None:
-    assert cmap_chance(np.array(["a", "a", "a", "b"])) == pytest.approx((0.75 + 0.25) / 2)
-    assert cmap_chance(np.array([1, 2, 3, 3])) == pytest.approx(1 / 3)
+def test_class_rate_is_mean_positive_rate() -> None:
+    assert class_rate(np.array(["a", "a", "a", "b"])) == pytest.approx((0.75 + 0.25) / 2)
+    assert class_rate(np.array([1, 2, 3, 3])) == pytest.approx(1 / 3)
+
+
+def test_cmap_chance_is_the_mean_random_ranking_ap_of_the_classes() -> None:
+    labels = np.array(["a", "a", "a", "b", "c", "c"])
+    expected = (expected_random_ap(3, 6) + expected_random_ap(1, 6) + expected_random_ap(2, 6)) / 3
+    assert cmap_chance(labels) == pytest.approx(expected, abs=1e-12)
+
+
+def test_cmap_of_random_scores_averages_to_cmap_chance_not_the_class_rate() -> None:
+    """The demo's test set: 238 videos, five skin tones. Random scores average to `cmap_chance`; the
+    class rate (0.2) sits 0.017 below it — the bias `cmap_chance` exists to remove."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(5), [48, 48, 48, 47, 47])
+    values = np.array([cmap(labels, rng.random((238, 5)), range(5)) for _ in range(2000)])
+    sem = values.std() / np.sqrt(len(values))
+    assert abs(values.mean() - cmap_chance(labels)) < 4 * sem
+    assert cmap_chance(labels) - class_rate(labels) > 0.015
+    assert values.mean() - class_rate(labels) > 10 * sem
 
 
 def test_expected_random_ap_matches_enumeration() -> None:

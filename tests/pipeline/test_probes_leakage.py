@@ -10,7 +10,7 @@ import pytest
 from pipeline.probes.config import LINEAR, MLP, FitConfig, LeakageConfig
 from pipeline.probes.inputs import Clips, ProbeError
 from pipeline.probes.leakage import attack, leakage_removed, probe_leakage
-from pipeline.probes.metrics import cmap_chance
+from pipeline.probes.metrics import class_rate, cmap_chance
 from pipeline.probes.synthetic import ProbeData, synthetic_probe_data
 
 SMALL = {
@@ -42,7 +42,7 @@ def test_attackers_find_planted_attributes(planted: ProbeData, kind: str) -> Non
     ]
     for r in results:
         assert r.cmap > r.chance + 0.3, r
-        assert r.macro_f1 > r.chance + 0.2, r
+        assert r.macro_f1 > r.class_rate + 0.2, r
         assert r.num_test == 120 and r.aggregate == "video"  # 40 test people x 3 videos
 
 
@@ -55,10 +55,9 @@ def test_attackers_on_noise_report_about_chance() -> None:
         **SMALL,  # type: ignore[arg-type]
     )
     for r in probe_leakage(data.static, data.attributes, data.splits, FAST):
-        # a random ranking of 360 videos sits ~0.01–0.03 above the positive rate, plus sampling noise
-        assert abs(r.cmap - r.chance) < 0.06, r
-        # an attacker with nothing to go on leans to one class: macro-F1 at or below chance
-        assert r.macro_f1 < r.chance + 0.05, r
+        assert abs(r.cmap - r.chance) < 0.05, r  # sampling noise of 360 test videos
+        # an attacker with nothing to go on leans to one class: macro-F1 at or below the class rate
+        assert r.macro_f1 < r.class_rate + 0.05, r
 
 
 def test_clip_aggregate_scores_each_clip(planted: ProbeData) -> None:
@@ -80,7 +79,8 @@ def test_video_score_is_the_mean_of_its_clip_probabilities() -> None:
     labels = {f"t{i}": "a" if i < 10 else "b" for i in range(20)} | {"x": "a", "y": "b"}
     splits = {f"t{i}": "train" for i in range(20)} | {"x": "test", "y": "test"}
     r = attack(clips, labels, splits, FitConfig(steps=50))
-    assert r.num_test == 2 and r.cmap == 1.0 and r.macro_f1 == 1.0 and r.chance == 0.5
+    assert r.num_test == 2 and r.cmap == 1.0 and r.macro_f1 == 1.0
+    assert (r.chance, r.class_rate) == (0.75, 0.5)  # a random order of one a and one b: AP 1 or 1/2
 
 
 def test_single_valued_attribute_is_refused(planted: ProbeData) -> None:
@@ -113,3 +113,4 @@ def test_attack_is_deterministic(planted: ProbeData) -> None:
     assert a == attack(planted.motion, skin, planted.splits, mlp)
     test_labels = np.array([str(skin[v]) for v in skin if planted.splits[v] == "test"])
     assert a.chance == pytest.approx(cmap_chance(test_labels))
+    assert a.class_rate == pytest.approx(class_rate(test_labels))
