@@ -498,8 +498,15 @@ def _reid(clips: Clips, labels: Labels, split: str | None) -> Any:
     from pipeline.probes.reid import probe_reid
 
     videos = None if split is None else [v for v, s in labels.splits.items() if s == split]
-    metrics = _plain(probe_reid(clips, labels.identity, videos))
-    return metrics | {"split": split}
+    # the learned-metric attacker trains on other people: only when the queries are one held-out split
+    train = [] if split in (None, "train") else [v for v, s in labels.splits.items() if s == "train"]
+    result = probe_reid(clips, labels.identity, videos, train_videos=train)
+    return _plain(result.metrics) | {
+        "split": split,
+        "attacker": result.attacker,
+        "attackers": {name: _plain(m) for name, m in result.attackers.items()},
+        "num_train_identities": result.num_train_identities,
+    }
 
 
 def _bias(clips: Clips, labels: Labels, cfg: ProbeConfig) -> Any:
@@ -577,7 +584,7 @@ def brief(name: str, outcome: ProbeOutcome) -> str:
         "action": lambda: f"top-1 {m['top1']:.3f} (chance {m['chance_top1']:.3f})",
         "temporal": lambda: f"mAP {m['map']:.3f}",
         "anomaly": lambda: f"frame AUC {m['auc']:.3f} (chance 0.5)",
-        "reid": lambda: f"top-1 {m['top1']:.3f} (chance {m['chance_top1']:.3f})",
+        "reid": lambda: f"top-1 {m['top1']:.3f} ({m['attacker']}; chance {m['chance_top1']:.3f})",
         "bias": lambda: f"Δ {m['delta']:.3f}, accuracy {m['accuracy']:.3f}",
     }.get(name)
     if text is not None:

@@ -6,7 +6,8 @@ disjoint between the two), with fixed seeds:
 * per private attribute, cMAP (mean one-vs-rest average precision) of the video-level prediction from
   static clips and from motion clips, with chance (`cmap_chance`: its expectation under a random
   ranking) and the fraction of the way from chance to perfect;
-* identity re-identification: top-1 of the nearest other video (cosine on video-mean embeddings).
+* identity re-identification: top-1 of the nearest other video among the test videos, by the re-ID
+  probe's stronger attacker (a metric learned on the other people, or plain cosine), on motion clips.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 from sklearn.preprocessing import StandardScaler
 
+from pipeline.probes.inputs import Clips
 from pipeline.probes.metrics import cmap_chance
+from pipeline.probes.reid import probe_reid
 
 
 @dataclass
@@ -106,27 +109,18 @@ def encoder_figures(
             row[f"{kind}_fraction_to_perfect"] = (cmap - chance) / (1 - chance)
         figures.attributes[name] = row
     if "private_identity" in private:
-        figures.reid_top1, figures.reid_chance = reid_top1(motion, static, private["private_identity"], test)
+        figures.reid_top1, figures.reid_chance = reid_top1(motion, private["private_identity"], test, train)
     return figures
 
 
 def reid_top1(
-    motion: EmbeddingSet, static: EmbeddingSet, identity: Sequence[object], videos: np.ndarray
+    motion: EmbeddingSet, identity: Sequence[object], videos: np.ndarray, train: np.ndarray
 ) -> tuple[float, float]:
-    """Top-1 re-identification among `videos` (each query's nearest other video) and its chance."""
-    n = len(identity)
-    feats = np.concatenate(
-        [_video_mean(motion.emb, motion.video, n), _video_mean(static.emb, static.video, n)], axis=1
-    )
-    ids = np.flatnonzero(videos)
-    x = feats[ids]
-    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
-    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-12
-    sim = x @ x.T
-    np.fill_diagonal(sim, -np.inf)
-    who = np.asarray(identity, dtype=object)[ids]
-    same = who[:, None] == who[None, :]
-    np.fill_diagonal(same, False)
-    top1 = float(np.mean(same[np.arange(len(ids)), sim.argmax(1)]))
-    chance = float(np.mean(same.sum(1) / (len(ids) - 1)))
-    return top1, chance
+    """Top-1 re-identification among `videos` (each query's nearest other video) and its chance: the
+    project's re-ID probe (`pipeline.probes.reid`) on motion clips — what an encoder's users publish —
+    by its stronger attacker, plain cosine or a metric learned on the people of the `train` videos."""
+    names = np.array([str(i) for i in range(len(identity))])
+    clips = Clips(motion.emb, names[motion.video], np.zeros(len(motion.video), np.int64))
+    who = dict(zip(names, identity, strict=True))
+    result = probe_reid(clips, who, list(names[videos]), train_videos=list(names[train]))
+    return result.metrics.top1, result.metrics.chance_top1

@@ -1,4 +1,5 @@
-"""Re-identification: faiss ranking equals the numpy reference; planted identities found, noise at chance."""
+"""Re-identification: faiss ranking equals the numpy reference; planted identities found, noise at chance;
+the learned-metric attacker finds people plain cosine misses, and never trains on the queried people."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def test_video_embeddings_are_normalised_means() -> None:
 
 def test_reid_on_videos_equals_reference_and_finds_planted_identities() -> None:
     data = synthetic_probe_data(0, identities=(10, 10), identity_signal=6.0, **SMALL)  # type: ignore[arg-type]
-    m = probe_reid(data.motion, data.identities)
+    m = probe_reid(data.motion, data.identities).metrics
     videos = sorted(data.identities)
     ids = np.array([data.identities[v] for v in videos])
     ref = retrieval_metrics(video_embeddings(data.motion, videos), ids, np.array(videos))
@@ -56,7 +57,7 @@ def test_reid_on_noise_is_near_chance() -> None:
         attribute_signal=0.0,
         **SMALL,  # type: ignore[arg-type]
     )
-    m = probe_reid(data.static, data.identities)
+    m = probe_reid(data.static, data.identities).metrics
     assert abs(m.top1 - m.chance_top1) < 0.05
     assert abs(m.map - m.chance_map) < 0.03
 
@@ -64,7 +65,7 @@ def test_reid_on_noise_is_near_chance() -> None:
 def test_reid_restricted_to_chosen_videos_and_missing_identities() -> None:
     data = synthetic_probe_data(0, identities=(10, 10), **SMALL)  # type: ignore[arg-type]
     test = [v for v, s in data.splits.items() if s == "test"]
-    assert probe_reid(data.motion, data.identities, videos=test).num_items == 40
+    assert probe_reid(data.motion, data.identities, videos=test).metrics.num_items == 40
     partial = {v: data.identities[v] for v in test[:1]}
     with pytest.raises(ProbeError, match="at least two videos"):
         probe_reid(data.motion, partial)
@@ -75,3 +76,65 @@ def test_reid_in_query_blocks_equals_one_block(monkeypatch: pytest.MonkeyPatch) 
     whole = probe_reid(data.motion, data.identities)
     monkeypatch.setattr(reid, "QUERY_BLOCK", 7 * 80)  # 80 videos → blocks of 7 queries
     assert probe_reid(data.motion, data.identities) == whole
+
+
+def _people(seed: int, people: int, prefix: str) -> tuple[Clips, dict[str, str]]:
+    """4 videos a person, 3 clips each: identity is a faint offset in 4 of 64 dimensions, what the video
+    shows (one of 4 actions) a strong one in 8 others, plus noise — pooled embeddings as encoders give."""
+    rng = np.random.default_rng(seed)
+    action_dirs = rng.normal(size=(4, 64)) * np.r_[np.zeros(4), np.ones(8), np.zeros(52)] * 3
+    rows, vids, idx, identities = [], [], [], {}
+    for p in range(people):
+        who = np.r_[rng.normal(size=4) * 0.8, np.zeros(60)]
+        for a in range(4):
+            v = f"{prefix}{p}-{a}"
+            identities[v] = f"{prefix}{p}"
+            for c in range(3):
+                rows.append(who + action_dirs[a] + rng.normal(size=64) * 0.3)
+                vids.append(v)
+                idx.append(c)
+    return Clips(np.array(rows, np.float32), np.array(vids), np.array(idx)), identities
+
+
+def _joined(a: tuple[Clips, dict[str, str]], b: tuple[Clips, dict[str, str]]) -> tuple[Clips, dict[str, str]]:
+    (ca, ia), (cb, ib) = a, b
+    clips = Clips(np.r_[ca.emb, cb.emb], np.r_[ca.video_id, cb.video_id], np.r_[ca.index, cb.index])
+    return clips, ia | ib
+
+
+def test_learned_metric_finds_people_that_cosine_misses() -> None:
+    clips, identities = _joined(_people(0, 30, "train"), _people(1, 20, "test"))
+    test = [v for v in identities if v.startswith("test")]
+    train = [v for v in identities if v.startswith("train")]
+    plain = probe_reid(clips, identities, test)
+    assert (
+        plain.attacker == "cosine" and set(plain.attackers) == {"cosine"} and plain.num_train_identities == 0
+    )
+    learned = probe_reid(clips, identities, test, train_videos=train)
+    assert learned.num_train_identities == 30 and set(learned.attackers) == {"cosine", "lda"}
+    assert learned.attackers["cosine"] == plain.metrics
+    chance = plain.metrics.chance_top1
+    assert plain.metrics.top1 < 2 * chance  # the action dominates the cosine: someone else doing the same
+    assert learned.attacker == "lda" and learned.metrics.top1 > 5 * chance, learned
+
+
+def test_learned_metric_refuses_to_train_on_queried_people() -> None:
+    clips, identities = _people(0, 10, "p")
+    videos = sorted(identities)
+    with pytest.raises(ProbeError, match="queried and in the metric's training"):
+        probe_reid(clips, identities, videos[::2], train_videos=videos[1::2])
+
+
+def test_learned_metric_on_noise_stays_near_chance() -> None:
+    data = synthetic_probe_data(
+        1,
+        identities=(60, 60),
+        identity_signal=0.0,
+        attribute_signal=0.0,
+        **SMALL,  # type: ignore[arg-type]
+    )
+    split = {s: [v for v, t in data.splits.items() if t == s] for s in ("train", "test")}
+    r = probe_reid(data.static, data.identities, split["test"], train_videos=split["train"])
+    assert r.num_train_identities == 60
+    m = r.attackers["lda"]
+    assert abs(m.top1 - m.chance_top1) < 0.05 and abs(m.map - m.chance_map) < 0.03
