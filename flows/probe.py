@@ -498,8 +498,14 @@ def _reid(clips: Clips, labels: Labels, split: str | None) -> Any:
     from pipeline.probes.reid import probe_reid
 
     videos = None if split is None else [v for v, s in labels.splits.items() if s == split]
-    # the learned-metric attacker trains on other people: only when the queries are one held-out split
-    train = [] if split in (None, "train") else [v for v, s in labels.splits.items() if s == "train"]
+    # the learned-metric attacker trains on the train split's people, never on a queried one (a
+    # manifest whose splits are not by person shares some); none when the queries are all or train
+    train: list[str] = []
+    if split not in (None, "train"):
+        queried = {str(labels.identity.get(v)) for v in videos or ()}
+        train = [
+            v for v, s in labels.splits.items() if s == "train" and str(labels.identity.get(v)) not in queried
+        ]
     result = probe_reid(clips, labels.identity, videos, train_videos=train)
     return _plain(result.metrics) | {
         "split": split,

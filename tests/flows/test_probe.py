@@ -201,6 +201,9 @@ def test_raw_probes_recover_planted_signals(record: ProbeRecord) -> None:
     reid = metrics(record, "raw", "reid")
     assert reid["top1"] > 0.8 > 3 * reid["chance_top1"] and reid["split"] == "test"
     assert reid["num_items"] == 16 * 5  # test people x (3 trimmed + untrimmed + anomaly video)
+    assert set(reid["attackers"]) == {"cosine", "lda"} and reid["num_train_identities"] > 0
+    assert reid["top1"] == max(a["top1"] for a in reid["attackers"].values())
+    assert reid["attackers"][reid["attacker"]]["top1"] == reid["top1"]
     bias = metrics(record, "raw", "bias")
     assert bias["group_attribute"] == "gender" and set(bias["per_group"]) == {"female", "male"}
     for view in ("leakage_static", "leakage_motion"):
@@ -394,3 +397,20 @@ def test_tiny_benchmark_cache(tiny_benchmark: Path, tmp_path: Path) -> None:
     assert raw.counts["static_clips"] == 4 * rec.store["counts"]["videos"]
     for name, outcome in raw.probes.items():  # whatever the tiny preset cannot support says why
         assert outcome.status == "ok" or outcome.reason, name
+
+
+def test_reid_metric_never_trains_on_a_queried_person() -> None:
+    """Splits not drawn by person (a user's manifest): a queried person's train-split video is left
+    out of the learned metric's training instead of failing the probe."""
+    from types import SimpleNamespace
+
+    from flows.probe import _reid
+    from pipeline.probes.synthetic import synthetic_probe_data
+
+    data = synthetic_probe_data(0, identities=(10, 10), dim=16, static_per_video=1)
+    splits = dict(data.splits)
+    shared = next(v for v, s in splits.items() if s == "test")
+    splits[shared] = "train"  # its person also has test videos
+    labels = SimpleNamespace(splits=splits, identity=data.identities)
+    out = _reid(data.motion, labels, "test")  # type: ignore[arg-type]
+    assert out["num_train_identities"] == 10 and set(out["attackers"]) == {"cosine", "lda"}
