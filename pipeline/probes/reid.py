@@ -14,6 +14,7 @@ finds who is there. `probe_reid` reports the stronger of the two (higher top-1),
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,10 +27,10 @@ from pipeline.probes.metrics import RetrievalMetrics, l2_normalise, retrieval_pe
 QUERY_BLOCK = 1 << 22  # ranking entries held at once (32 MiB of int64)
 
 
-def video_embeddings(clips: Clips, videos: Sequence[str]) -> np.ndarray:
-    """Mean clip embedding of each video, L2-normalised: (V, D) float32."""
+def video_means(clips: Clips, videos: Sequence[str]) -> np.ndarray:
+    """Mean clip embedding of each video: (V, D)."""
     means = [clips.emb[clips.rows_by_video[v]].mean(axis=0) for v in videos]
-    return l2_normalise(np.stack(means)) if means else np.zeros((0, clips.dim), np.float32)
+    return np.stack(means) if means else np.zeros((0, clips.dim), np.float32)
 
 
 def rank_by_cosine(index: faiss.Index, queries: np.ndarray) -> np.ndarray:
@@ -63,9 +64,7 @@ def fit_identity_metric(
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
     chosen = _with_identity(clips, identities, train_videos)
-    videos_of: dict[str, int] = {}
-    for v in chosen:
-        videos_of[str(identities[v])] = videos_of.get(str(identities[v]), 0) + 1
+    videos_of = Counter(str(identities[v]) for v in chosen)
     chosen = [v for v in chosen if videos_of[str(identities[v])] >= 2]
     people = len({str(identities[v]) for v in chosen})
     if people < 2:
@@ -96,12 +95,12 @@ def probe_reid(
             f"re-identification: {len(overlap)} people are both queried and in the metric's training "
             "videos; the learned metric would have seen them"
         )
-    attackers = {"cosine": _retrieve(video_embeddings(clips, chosen), ids, chosen)}
+    means = video_means(clips, chosen)
+    attackers = {"cosine": _retrieve(l2_normalise(means), ids, chosen)}
     fitted = fit_identity_metric(clips, identities, train_videos) if train_videos else None
     people = 0
     if fitted is not None:
         mean, projection, people = fitted
-        means = np.stack([clips.emb[clips.rows_by_video[v]].mean(axis=0) for v in chosen])
         attackers["lda"] = _retrieve(l2_normalise((means - mean) @ projection), ids, chosen)
     best = max(attackers, key=lambda name: attackers[name].top1)
     return ReidResult(best, attackers[best], attackers, people)

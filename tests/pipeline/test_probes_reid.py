@@ -10,7 +10,7 @@ import pytest
 from pipeline.probes import reid
 from pipeline.probes.inputs import Clips, ProbeError
 from pipeline.probes.metrics import l2_normalise, retrieval_metrics
-from pipeline.probes.reid import probe_reid, rank_by_cosine, video_embeddings
+from pipeline.probes.reid import probe_reid, rank_by_cosine, video_means
 from pipeline.probes.synthetic import synthetic_probe_data
 
 SMALL = {
@@ -32,10 +32,10 @@ def test_faiss_ranking_matches_numpy() -> None:
     np.testing.assert_array_equal(got[:, :10], expected[:, :10])  # no near-ties among the top ranks
 
 
-def test_video_embeddings_are_normalised_means() -> None:
+def test_video_means_normalised_are_unit_means() -> None:
     emb = np.array([[1, 0], [3, 0], [0, 2], [0, 4]], np.float32)
     clips = Clips(emb, np.array(["a", "a", "b", "b"]), np.array([0, 1, 0, 1]))
-    np.testing.assert_allclose(video_embeddings(clips, ["b", "a"]), [[0, 1], [1, 0]])
+    np.testing.assert_allclose(l2_normalise(video_means(clips, ["b", "a"])), [[0, 1], [1, 0]])
 
 
 def test_reid_on_videos_equals_reference_and_finds_planted_identities() -> None:
@@ -43,7 +43,7 @@ def test_reid_on_videos_equals_reference_and_finds_planted_identities() -> None:
     m = probe_reid(data.motion, data.identities).metrics
     videos = sorted(data.identities)
     ids = np.array([data.identities[v] for v in videos])
-    ref = retrieval_metrics(video_embeddings(data.motion, videos), ids, np.array(videos))
+    ref = retrieval_metrics(l2_normalise(video_means(data.motion, videos)), ids, np.array(videos))
     assert m == pytest.approx(ref)
     assert m.num_items == 20 * 4 and m.num_queries == 80  # 4 videos a person
     assert m.top1 > 0.9 and m.map > 0.7 and m.chance_top1 == pytest.approx(3 / 79)
