@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.probes.inputs import Clips
+from pipeline.probes.inputs import Clips, mean_by_owner
 from pipeline.probes.metrics import cmap_chance
 from pipeline.probes.reid import probe_reid
 
@@ -42,14 +42,6 @@ class EncoderFigures:
     reid_chance: float = 0.0
 
 
-def _video_mean(values: np.ndarray, video: np.ndarray, n_videos: int) -> np.ndarray:
-    sums = np.zeros((n_videos, values.shape[1]))
-    np.add.at(sums, video, values)
-    counts = np.bincount(video, minlength=n_videos)[:, None]
-    out: np.ndarray = sums / np.maximum(counts, 1)
-    return out
-
-
 def _fit(x: np.ndarray, y: Sequence[object], seed: int) -> tuple[StandardScaler, LogisticRegression]:
     scaler = StandardScaler().fit(x)
     model = LogisticRegression(C=0.5, max_iter=2000, random_state=seed)
@@ -64,7 +56,7 @@ def _video_proba(
     in_train = train[clips.video]
     scaler, model = _fit(clips.emb[in_train], [labels[v] for v in clips.video[in_train]], seed)
     proba = model.predict_proba(scaler.transform(clips.emb))
-    per_video = _video_mean(proba, clips.video, len(labels))
+    per_video = mean_by_owner(proba, clips.video, len(labels))
     test_ids = np.flatnonzero(test & (np.bincount(clips.video, minlength=len(labels)) > 0))
     return per_video[test_ids], test_ids, list(model.classes_)
 

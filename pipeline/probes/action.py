@@ -12,7 +12,14 @@ import numpy as np
 
 from pipeline.probes.config import ActionConfig, FitConfig
 from pipeline.probes.fit import Probe, fit_probe
-from pipeline.probes.inputs import Clips, encode_labels, evenly_spaced, labelled_videos, require_split
+from pipeline.probes.inputs import (
+    Clips,
+    encode_labels,
+    evenly_spaced,
+    labelled_videos,
+    mean_by_owner,
+    require_split,
+)
 from pipeline.probes.metrics import topk_accuracy
 
 
@@ -54,9 +61,7 @@ def video_proba(probe: Probe, clips: Clips, videos: Sequence[str], clips_per_vid
     picked = [by_video[v][evenly_spaced(len(by_video[v]), clips_per_video)] for v in videos]
     proba = probe.predict_proba(clips.emb[np.concatenate(picked)])  # (sum of picked, C)
     owner = np.repeat(np.arange(len(videos)), [len(p) for p in picked])
-    sums = np.zeros((len(videos), proba.shape[1]))
-    np.add.at(sums, owner, proba)
-    return sums / np.bincount(owner, minlength=len(videos))[:, None]
+    return mean_by_owner(proba, owner, len(videos))
 
 
 def score_videos(

@@ -100,6 +100,15 @@ def evenly_spaced(n: int, k: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n - 1, k)).astype(np.int64))
 
 
+def mean_by_owner(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    """Mean of the rows of ``values`` (N, C) that each of ``n`` owners has (``owner``: (N,) index of
+    each row's owner): (n, C) float64; an owner without rows gets zeros."""
+    sums = np.zeros((n, values.shape[1]))
+    np.add.at(sums, owner, values)
+    means: np.ndarray = sums / np.maximum(np.bincount(owner, minlength=n), 1)[:, None]
+    return means
+
+
 def require_split(videos: Sequence[str], split: str, task: str) -> None:
     if not videos:
         raise ProbeError(

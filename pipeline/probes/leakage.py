@@ -18,7 +18,14 @@ import numpy as np
 
 from pipeline.probes.config import FitConfig, LeakageConfig
 from pipeline.probes.fit import fit_probe
-from pipeline.probes.inputs import Clips, ProbeError, encode_labels, labelled_videos, require_split
+from pipeline.probes.inputs import (
+    Clips,
+    ProbeError,
+    encode_labels,
+    labelled_videos,
+    mean_by_owner,
+    require_split,
+)
 from pipeline.probes.metrics import class_rate, cmap, cmap_chance, macro_f1
 
 
@@ -75,9 +82,7 @@ def attack(
     truth = np.array([str(labels[v]) for v in clips.video_id[test_rows]])
     if cfg.aggregate == "video":
         owner = np.repeat(np.arange(len(test)), [len(clips.rows_by_video[v]) for v in test])
-        sums = np.zeros((len(test), len(classes)))
-        np.add.at(sums, owner, proba)
-        proba = sums / np.bincount(owner)[:, None]
+        proba = mean_by_owner(proba, owner, len(test))
         truth = np.array([str(labels[v]) for v in test])
     predicted = np.array(classes)[np.argmax(proba, axis=1)]
     return AttackResult(

@@ -8,7 +8,7 @@ import pytest
 from pipeline.probes.action import fit_action_probe, probe_action, video_proba
 from pipeline.probes.bias import probe_bias
 from pipeline.probes.config import ActionConfig, BiasConfig, FitConfig
-from pipeline.probes.inputs import Clips, ProbeError, evenly_spaced
+from pipeline.probes.inputs import Clips, ProbeError, evenly_spaced, mean_by_owner
 from pipeline.probes.synthetic import ProbeData, synthetic_probe_data
 
 SMALL = {"dim": 32, "identities": (24, 24), "untrimmed_clips": 4, "anomaly_clips": 4, "static_per_video": 1}
@@ -44,6 +44,12 @@ def test_evenly_spaced_clips() -> None:
     assert evenly_spaced(3, 5).tolist() == [0, 1, 2]
     assert evenly_spaced(9, 5).tolist() == [0, 2, 4, 6, 8]
     assert evenly_spaced(20, 5).tolist() == [0, 5, 10, 14, 19]
+
+
+def test_mean_by_owner_averages_each_owners_rows() -> None:
+    values = np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0]])
+    got = mean_by_owner(values, np.array([2, 0, 2]), 3)
+    np.testing.assert_allclose(got, [[3.0, 2.0], [0.0, 0.0], [3.0, 2.5]])  # owner 1 has no rows
 
 
 def test_video_proba_averages_the_evenly_spaced_clips_of_each_video() -> None:
