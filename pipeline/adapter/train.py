@@ -30,6 +30,7 @@ from pipeline.adapter.errors import AdapterError
 from pipeline.adapter.heads import TaskHeads
 from pipeline.adapter.model import ClipAdapter, build_adapter
 from pipeline.adapter.nullspace import chain, erase, fit_nullspace
+from pipeline.probes.inputs import mean_by_owner
 
 OnEpoch = Callable[[int, dict[str, float]], None]
 
@@ -148,12 +149,8 @@ class _Step:
         )
         self.detection = None if data.detection is None else torch.as_tensor(data.detection, device=device)
         self.video_action = torch.as_tensor(self._video_action(data), device=device)
-        counts = np.bincount(data.static_video, minlength=data.num_videos).clip(min=1)
-        mean = np.zeros((data.num_videos, data.dim), np.float64)
-        np.add.at(mean, data.static_video, data.static)
-        self.static_mean = torch.as_tensor(
-            (mean / counts[:, None]).astype(np.float32), device=device
-        )  # (V, D)
+        look = mean_by_owner(data.static, data.static_video, data.num_videos)
+        self.static_mean = torch.as_tensor(look.astype(np.float32), device=device)  # (V, D)
 
     @staticmethod
     def _video_action(data: AdapterData) -> np.ndarray:
