@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint typecheck arch ci bench bench-gpu bench-seeds encoder clean
+.PHONY: install demo test test-fast lint typecheck arch ci bench bench-gpu bench-seeds bench-ceiling encoder clean
 
 install: $(STAMP)
 	@:
@@ -62,6 +62,11 @@ bench-seeds: install
 	@test -d $(DEMO_OUT)/latents.zarr || (echo "run 'make demo' first: no $(DEMO_OUT)/latents.zarr"; exit 2)
 	@$(PY) benchmarks/adapter_seeds.py --store $(DEMO_OUT)/latents.zarr --seeds 0,1,2,3,4 \
 		--variant default --variant static-only:erase_clip_dims=0 --json bench-out/adapter-seeds.json
+
+# Diagnostic: a linear eraser that knows the private labels, on top of the demo's adapter (docs/adapter.md).
+bench-ceiling: install
+	@test -d $(DEMO_OUT)/adapter || (echo "run 'make demo' first: no $(DEMO_OUT)/adapter"; exit 2)
+	@$(PY) benchmarks/eraser_ceiling.py --store $(DEMO_OUT)/latents.zarr --adapter $(DEMO_OUT)/adapter
 
 clean:
 	rm -rf $(DEMO_OUT) bench-out .pytest_cache .mypy_cache .ruff_cache

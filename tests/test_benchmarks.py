@@ -1,10 +1,16 @@
-"""The seed-sweep benchmark's helpers: variant parsing and the mean ± sd summary."""
+"""The benchmarks' helpers: the seed sweep's variant parsing and mean ± sd summary; the label-eraser
+diagnostic's label matrix, eraser and worst-attacker comparison."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from benchmarks.adapter_seeds import figures, parse_variant, summarise
+from benchmarks.eraser_ceiling import fit_eraser, label_matrix, static_looks, worst_removed
+from flows.probe import Labels
+from pipeline.probes.inputs import Clips
+from pipeline.probes.leakage import AttackResult
 
 
 def test_variant_spec_parses_names_and_typed_options() -> None:
@@ -32,3 +38,73 @@ def test_figures_reads_metrics_and_removed_leakage_of_one_set() -> None:
         "leakage_worst": [{"view": "motion", "attribute": "gender", "removed_worst": {"s": 0.8}}],
     }
     assert figures(report, "s") == {"action top-1": 0.9, "bias gap": 0.1, "removed motion: gender": 0.8}
+
+
+def _labels(videos: list[str], colour: dict[str, object], splits: dict[str, str]) -> Labels:
+    return Labels(
+        splits=splits,
+        actions={v: "walk" for v in videos},
+        segments={},
+        anomaly={},
+        num_frames={},
+        fps={},
+        bias_splits={},
+        attributes={"colour": colour},
+        identity={},
+        bias_group=None,
+    )
+
+
+def test_label_matrix_is_one_hot_without_the_first_value_and_zero_where_missing() -> None:
+    attrs = {"colour": {"a": "red", "b": "blue", "c": "green"}, "gender": {"a": "f", "b": "m"}}
+    m = label_matrix(["a", "b", "c"], attrs)
+    # colour columns: green, red (blue is first); gender: m (f is first); c has no gender
+    np.testing.assert_array_equal(m, [[0, 1, 0], [0, 0, 1], [1, 0, 0]])
+
+
+def test_label_eraser_removes_every_linear_trace_of_the_labels_and_keeps_the_rest() -> None:
+    rng = np.random.default_rng(0)
+    n_videos, per_video = 300, 4
+    videos = [f"v{i:03d}" for i in range(n_videos)]
+    colour: dict[str, object] = {v: ["red", "green", "blue"][i % 3] for i, v in enumerate(videos)}
+    splits = {v: ("train", "val", "test")[i % 5 % 3] for i, v in enumerate(videos)}
+    video_id = np.repeat(videos, per_video)
+    onehot = label_matrix(list(video_id), {"colour": colour})  # (N, 2)
+    kept = rng.standard_normal((len(video_id), 3))
+    emb = np.concatenate([onehot @ rng.standard_normal((2, 3)), kept], 1) + 0.1 * rng.standard_normal(
+        (len(video_id), 6)
+    )
+    clips = Clips(
+        emb=emb.astype(np.float32), video_id=video_id, index=np.tile(np.arange(per_video), n_videos)
+    )
+    target = {"colour": colour}
+    erase = fit_eraser([clips], _labels(videos, colour, splits), lambda v: label_matrix(v, target), 2)
+    erased = erase(clips.emb).astype(np.float64)
+
+    def r2(x: np.ndarray, y: np.ndarray) -> float:
+        xa = np.concatenate([x, np.ones((len(x), 1))], 1)
+        resid = y - xa @ np.linalg.lstsq(xa, y, rcond=None)[0]
+        return float(1 - (resid**2).sum() / ((y - y.mean(0)) ** 2).sum())
+
+    test = np.array([splits[v] == "test" for v in video_id])  # held out of the fit
+    assert r2(emb[test], onehot[test]) > 0.9
+    assert r2(erased[test], onehot[test]) < 0.05
+    assert r2(erased, kept) > r2(emb, kept) - 0.01  # what is independent of the labels stays
+
+
+def test_worst_removed_compares_the_strongest_attackers() -> None:
+    def result(attacker: str, cmap: float) -> AttackResult:
+        return AttackResult("gender", attacker, cmap, 0.0, 0.5, 0.5, 2, 10, 10, "video")
+
+    raw = [result("linear", 0.9), result("mlp", 0.8)]
+    anon = [result("linear", 0.55), result("mlp", 0.6)]
+    assert worst_removed(raw, anon) == {"gender": pytest.approx((0.9 - 0.6) / (0.9 - 0.5))}
+
+
+def test_static_looks_are_each_videos_mean_static_clip() -> None:
+    emb = np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0]], np.float32)
+    clips = Clips(emb=emb, video_id=np.array(["b", "a", "b"]), index=np.array([0, 0, 1]))
+    looks = static_looks(clips)
+    assert set(looks) == {"a", "b"}
+    np.testing.assert_allclose(looks["a"], [3.0, 2.0])
+    np.testing.assert_allclose(looks["b"], [3.0, 2.5])
