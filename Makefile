@@ -51,7 +51,7 @@ encoder: install
 
 bench: install
 	@$(PY) benchmarks/bench_extract.py
-	@$(PY) benchmarks/bench_adapter.py
+	@$(PY) benchmarks/bench_adapter.py --threads 1
 
 bench-gpu: install
 	@$(PY) benchmarks/bench_extract.py --gpu

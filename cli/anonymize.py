@@ -58,8 +58,8 @@ def anonymize(
     """Apply a trained adapter to every motion clip of a latent cache and publish them as Parquet.
 
     One row per clip (clip_id, video_id, clip_index, t_start_s, t_end_s, emb), hive-partitioned by
-    dataset / encoder / adapter; the partition's _manifest.json is written last. Never published:
-    private_* labels, raw or static-clip embeddings, source paths.
+    dataset / encoder / adapter; the partition's `_manifest.json` is written last. Never published:
+    `private_*` labels, raw or static-clip embeddings, source paths.
 
     **Privacy gate**: when the cache has private_* labels, the leakage probe's attackers are trained on
     the train split and scored on the held-out test split, on raw and anonymized motion clips; the

@@ -9,6 +9,17 @@ import typer
 
 from cli._common import one_line_errors
 
+# The published data files only: not the manifest, index or Zarr side tables (docs/data-teams.md).
+DATA_GLOB = "dataset=*/encoder=*/adapter=*/part-*.parquet"
+
+
+def duckdb_query(published: Path, dim: int) -> str:
+    """The first rows of every data file under the published root `published`, in DuckDB SQL."""
+    return (
+        f"SELECT video_id, clip_index, emb::FLOAT[{dim}] AS emb "
+        f"FROM read_parquet('{published}/{DATA_GLOB}', hive_partitioning=true) LIMIT 5"
+    )
+
 
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path("demo-out"),
@@ -67,9 +78,6 @@ def demo(
     typer.echo(
         f"The anonymized embeddings are Parquet under {result.out}/published/. Query them, e.g. with DuckDB:"
     )
-    query = (
-        f"SELECT video_id, clip_index, emb::FLOAT[{a.dim}] AS emb "
-        f"FROM read_parquet('{result.out}/published/**/*.parquet', hive_partitioning=true) LIMIT 5"
-    )
+    query = duckdb_query(result.out / "published", a.dim)
     typer.echo(f'  .venv/bin/python -c "import duckdb; print(duckdb.sql(\\"{query}\\"))"')
     typer.echo("  (docs/data-teams.md: polars, pandas, faiss and cosine top-k)")
