@@ -47,7 +47,7 @@ def serve(
         float | None, typer.Option(help="Run every this many seconds instead of a cron schedule.")
     ] = None,
     name: Annotated[
-        str | None, typer.Option(help="Deployment name (default: refresh-WORKDIR, WORKDIR being the workdir's folder name).")
+        str | None, typer.Option(help="Deployment name (default: refresh- + the workdir's folder name).")
     ] = None,
     once: Annotated[
         bool, typer.Option("--once", help="Run one refresh now and exit (no server needed; for system cron).")
