@@ -34,14 +34,13 @@ from pathlib import Path
 import numpy as np
 
 from flows.probe import EmbeddingSet, Labels, adapter_set, labels_of, raw_set
-from pipeline.adapter.nullspace import fit_nullspace
+from flows.train_adapter import TRAIN_SPLITS
+from pipeline.adapter.nullspace import erase, fit_nullspace
 from pipeline.probes.action import probe_action
 from pipeline.probes.config import ProbeConfig
 from pipeline.probes.inputs import Clips, is_missing, mean_by_owner
 from pipeline.probes.leakage import AttackResult, leakage_removed, probe_leakage
 from stores.latent_cache import LatentCache
-
-FIT_SPLITS = ("train", "val")
 
 
 def label_matrix(videos: Sequence[str], attributes: Mapping[str, Mapping[str, object]]) -> np.ndarray:
@@ -87,7 +86,7 @@ def fit_eraser(
     and as many directions as it has columns, every linear trace of the labels."""
     z, s, g = [], [], []
     for c in clips:
-        rows = np.flatnonzero([labels.splits.get(str(v)) in FIT_SPLITS for v in c.video_id])
+        rows = np.flatnonzero([labels.splits.get(str(v)) in TRAIN_SPLITS for v in c.video_id])
         videos = [str(v) for v in c.video_id[rows]]
         z.append(c.emb[rows])
         s.append(target(videos))
@@ -96,12 +95,10 @@ def fit_eraser(
         np.concatenate(z), np.concatenate(s), np.concatenate(g), directions, keep_means=keep_action_means
     )
 
-    def erase(x: np.ndarray) -> np.ndarray:
-        x64 = x.astype(np.float64)
-        erased: np.ndarray = (x64 - (x64 - mu) @ E @ P.T).astype(np.float32)
-        return erased
+    def erase_float32(x: np.ndarray) -> np.ndarray:
+        return erase(x, mu, E, P).astype(np.float32)
 
-    return erase
+    return erase_float32
 
 
 def worst_removed(raw: list[AttackResult], anon: list[AttackResult]) -> dict[str, float]:
@@ -115,12 +112,12 @@ def worst_removed(raw: list[AttackResult], anon: list[AttackResult]) -> dict[str
     return out
 
 
-def erased_set(es: EmbeddingSet, erase: Callable[[np.ndarray], np.ndarray], what: str) -> EmbeddingSet:
-    static = None if es.static is None else replace(es.static, emb=erase(es.static.emb))
+def erased_set(es: EmbeddingSet, eraser: Callable[[np.ndarray], np.ndarray], what: str) -> EmbeddingSet:
+    static = None if es.static is None else replace(es.static, emb=eraser(es.static.emb))
     return replace(
         es,
         name=f"{es.name}+{what} eraser",
-        motion=replace(es.motion, emb=erase(es.motion.emb)),
+        motion=replace(es.motion, emb=eraser(es.motion.emb)),
         static=static,
     )
 
@@ -168,7 +165,7 @@ def main() -> None:
     directions = args.directions or label_matrix([], labels.attributes).shape[1]
     print(
         f"{args.target} eraser ({directions} directions) fitted on {args.fit_on} clips of "
-        f"{'/'.join(FIT_SPLITS)} videos"
+        f"{'/'.join(TRAIN_SPLITS)} videos"
         f"{', keeping action means' if args.keep_action_means else ''}; "
         "removed share of raw above-chance leakage"
     )
@@ -183,17 +180,20 @@ def main() -> None:
     for es in sets:
         assert es.static is not None
         chosen = {"motion": [es.motion], "static": [es.static], "both": [es.motion, es.static]}[args.fit_on]
-        erase = fit_eraser(
+        eraser = fit_eraser(
             chosen, labels, targets[args.target], directions, keep_action_means=args.keep_action_means
         )
-        for each in (es, erased_set(es, erase, args.target)):
+        for each in (es, erased_set(es, eraser, args.target)):
             assert each.static is not None
             top1 = probe_action(each.motion, labels.actions, labels.splits, cfg.action).top1
             cells = []
             for view_name, clips in (("motion", each.motion), ("static", each.static)):
-                removed = worst_removed(
-                    baseline[view_name], probe_leakage(clips, labels.attributes, labels.splits, cfg.leakage)
+                attacks = (
+                    baseline[view_name]
+                    if each is raw
+                    else probe_leakage(clips, labels.attributes, labels.splits, cfg.leakage)
                 )
+                removed = worst_removed(baseline[view_name], attacks)
                 cells.append(" / ".join(f"{removed[a]:.0%}" for a in attributes))
             print(f"{each.name:40s} {top1:7.3f}  " + "  ".join(cells))
 
