@@ -33,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flows.probe import EmbeddingSet, Labels, adapter_set, labels_of, raw_set
+from flows.probe import EmbeddingSet, adapter_set, raw_set
 from flows.train_adapter import TRAIN_SPLITS
+from flows.views import Labels, labels_of
 from pipeline.adapter.nullspace import erase, fit_nullspace
 from pipeline.probes.action import probe_action
 from pipeline.probes.config import ProbeConfig

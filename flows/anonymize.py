@@ -25,11 +25,10 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 from flows.cpu import torch_threads
-from flows.probe import Labels, labels_of, motion_clips
-from pipeline.adapter import AdapterConfig, AdapterMeta, adapter_checksum, anonymize_array, load_adapter
+from flows.views import Labels, labels_of, load_for, motion_clips
+from pipeline.adapter import adapter_checksum, anonymize_array
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.probes.config import LeakageConfig
 from pipeline.probes.inputs import ProbeError
@@ -95,26 +94,6 @@ class AnonymizeResult:
     anonymize_seconds: float
     gate_seconds: float
     publish_seconds: float
-
-
-def load_for(view: CacheView, adapter_dir: str | Path) -> tuple[nn.Module, AdapterConfig, AdapterMeta]:
-    """The adapter in `adapter_dir`, refused unless it was trained for this store's encoder and D."""
-    return load_adapter(adapter_dir, expect_encoder_id=view.attrs.encoder_id, expect_dim=view.attrs.dim)
-
-
-def anonymize_view(view: CacheView, adapter_dir: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Anonymized motion clips (N, D) and static clips (M, D) of `view` (static None when it has none)."""
-    model, cfg, _ = load_for(view, adapter_dir)
-    tokens = view.tokens if cfg.temporal else None
-    motion = anonymize_array(model, view.motion, tokens)
-    static = None
-    if view.static.shape[0]:
-        still = None
-        if cfg.temporal:
-            assert view.tokens is not None
-            still = np.repeat(view.static[:, None], view.tokens.shape[1], axis=1)
-        static = anonymize_array(model, view.static, still)
-    return motion, static
 
 
 # --- the privacy gate ----------------------------------------------------------------------------------

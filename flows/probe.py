@@ -2,7 +2,7 @@
 attributes, identity, bias), on the raw latent cache and on anonymized embeddings of the same clips.
 
 Labels always come from the private store; anonymized embeddings come from an adapter applied to the
-store (`flows.anonymize.anonymize_view`) or from published shards joined to the store's clips on
+store (`flows.views.anonymize_view`) or from published shards joined to the store's clips on
 (video_id, clip_index). Every embedding set goes through the same probes with the same seeds; a probe
 whose labels are absent is skipped with its reason recorded. PROBE_DIR/probe.json, written last and
 atomically, holds every metric, chance level, seed and count (schema: docs/probes.md).
@@ -10,7 +10,6 @@ atomically, holds every metric, chance level, seed and count (schema: docs/probe
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -25,9 +24,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from flows.views import Labels, anonymize_view, labels_of, motion_clips, static_clips
 from pipeline.errors import ConfigError
 from pipeline.probes.config import ProbeConfig
-from pipeline.probes.inputs import Clips, ProbeError, is_missing
+from pipeline.probes.inputs import Clips, ProbeError
 from stores.errors import SchemaVersionError, StoreError
 
 if TYPE_CHECKING:
@@ -45,9 +45,6 @@ TASKS: tuple[Task, ...] = ("action", "temporal", "anomaly", "leakage", "reid", "
 # What each set records, in order; leakage runs on static clips and on motion clips.
 PROBES = ("action", "temporal", "anomaly", "leakage_static", "leakage_motion", "reid", "bias")
 TASK_OF = {p: ("leakage" if p.startswith("leakage") else p) for p in PROBES}
-PRIVATE = "private_"
-IDENTITY = "private_identity"
-BIAS_GROUP = "private_gender"
 TIME_TOLERANCE_S = 1e-3  # published clip times must match the store's (float32 seconds)
 
 
@@ -118,87 +115,6 @@ class ProbeResult:
     seconds: float
 
 
-# --- labels --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Labels:
-    """Per-video labels of the store, as the probes take them (a video a mapping lacks is not in it)."""
-
-    splits: dict[str, str]
-    actions: dict[str, object]
-    segments: dict[str, list[tuple[float, float, str]]]
-    anomaly: dict[str, list[tuple[float, float]]]
-    num_frames: dict[str, int]
-    fps: dict[str, float]
-    bias_splits: dict[str, object]
-    attributes: dict[str, dict[str, object]]  # attribute name without "private_" -> {video: value}
-    identity: dict[str, object]
-    bias_group: str | None  # the attribute whose groups the bias probe compares
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "split_train": sum(s == "train" for s in self.splits.values()),
-            "split_val": sum(s == "val" for s in self.splits.values()),
-            "split_test": sum(s == "test" for s in self.splits.values()),
-            "action": len(self.actions),
-            "segments": len(self.segments),
-            "anomaly": len(self.anomaly),
-            "bias_split": len(self.bias_splits),
-            "identity": len(self.identity),
-        }
-
-
-def _column(videos: pa.Table, name: str) -> dict[str, object]:
-    """{video_id: value} of the non-missing values of column `name` (empty when there is no column)."""
-    if name not in videos.column_names:
-        return {}
-    ids = videos.column("video_id").to_pylist()
-    return {v: x for v, x in zip(ids, videos.column(name).to_pylist(), strict=True) if not is_missing(x)}
-
-
-def _numbers(videos: pa.Table, name: str) -> dict[str, float]:
-    return {v: float(x) for v, x in _column(videos, name).items() if isinstance(x, int | float)}
-
-
-def _binary(values: Mapping[str, object]) -> bool:
-    return len({str(v) for v in values.values()}) == 2
-
-
-def labels_of(videos: pa.Table) -> Labels:
-    """The labels of the store's videos table (manifest columns, design §3.1)."""
-    from stores.manifest import parse_anomaly_segments, parse_segments, private_columns
-
-    attributes = {
-        name.removeprefix(PRIVATE): _column(videos, name)
-        for name in private_columns(videos)
-        if name != IDENTITY
-    }
-    attributes = {name: values for name, values in attributes.items() if values}
-    group: str | None = None
-    if attributes.get(BIAS_GROUP.removeprefix(PRIVATE)):
-        group = BIAS_GROUP.removeprefix(PRIVATE)
-    else:
-        group = next((name for name, values in attributes.items() if _binary(values)), None)
-    anomaly: dict[str, list[tuple[float, float]]] = {}
-    for v, text in _column(videos, "anomaly_segments").items():
-        intervals = parse_anomaly_segments(str(text))
-        if intervals is not None:
-            anomaly[v] = intervals
-    return Labels(
-        splits={v: str(s) for v, s in _column(videos, "split").items()},
-        actions=_column(videos, "action"),
-        segments={v: parse_segments(str(t)) for v, t in _column(videos, "segments").items()},
-        anomaly=anomaly,
-        num_frames={v: int(n) for v, n in _numbers(videos, "num_frames").items()},
-        fps=_numbers(videos, "fps"),
-        bias_splits=_column(videos, "bias_split"),
-        attributes=attributes,
-        identity=_column(videos, IDENTITY),
-        bias_group=group,
-    )
-
-
 def plan_tasks(labels: Labels, tasks: Sequence[str]) -> dict[str, ProbeOutcome]:
     """Per task: ok, or skipped with the reason (not requested, or the store lacks its labels)."""
     missing = {
@@ -257,27 +173,6 @@ class EmbeddingSet:
         return counts | (self.extra_counts or {})
 
 
-def motion_clips(view: CacheView, emb: np.ndarray, rows: np.ndarray | None = None) -> Clips:
-    """`Clips` of the store's motion clips `rows` (default: all) with embeddings `emb` (len(rows), D)."""
-    clips = view.clips if rows is None else view.clips.take(rows)
-    return Clips(
-        emb=emb,
-        video_id=np.array(clips.column("video_id").to_pylist(), dtype=str),
-        index=clips.column("clip_index").to_numpy().astype(np.int64),
-        t_start=clips.column("t_start_s").to_numpy().astype(np.float64),
-        t_end=clips.column("t_end_s").to_numpy().astype(np.float64),
-    )
-
-
-def static_clips(view: CacheView, emb: np.ndarray) -> Clips:
-    table = view.static_clips
-    return Clips(
-        emb=emb,
-        video_id=np.array(table.column("video_id").to_pylist(), dtype=str),
-        index=table.column("static_index").to_numpy().astype(np.int64),
-    )
-
-
 def raw_set(view: CacheView) -> EmbeddingSet:
     """The cache's own (pre-adapter) embeddings."""
     has_static = view.static.shape[0] > 0
@@ -291,29 +186,11 @@ def raw_set(view: CacheView) -> EmbeddingSet:
     )
 
 
-def _anonymizer() -> Callable[..., tuple[np.ndarray, np.ndarray | None]]:
-    """`flows.anonymize.anonymize_view`, imported only when an adapter is probed."""
-    missing = ConfigError(
-        "--adapter needs the train-adapter stage (flows.anonymize.anonymize_view), which this install "
-        "lacks; probe published shards with --published instead"
-    )
-    try:
-        module = importlib.import_module("flows.anonymize")
-    except ModuleNotFoundError as err:
-        if err.name != "flows.anonymize":
-            raise
-        raise missing from None
-    function = getattr(module, "anonymize_view", None)
-    if function is None:
-        raise missing
-    return function  # type: ignore[no-any-return]
-
-
 def adapter_set(view: CacheView, adapter_dir: Path, name: str) -> EmbeddingSet:
     """The store's motion and static clips passed through the adapter in `adapter_dir`."""
     if not adapter_dir.is_dir():
         raise ConfigError(f"--adapter {adapter_dir}: not a folder; pass the --out of train-adapter")
-    motion, static = _anonymizer()(view, adapter_dir)
+    motion, static = anonymize_view(view, adapter_dir)
     motion = np.asarray(motion, dtype=np.float32)
     if motion.shape[0] != view.motion.shape[0]:
         raise ConfigError(

@@ -43,6 +43,44 @@ def test_imports_follow_dependency_direction(package: str) -> None:
     assert not bad, "wrong-direction imports:\n" + "\n".join(bad)
 
 
+def _flow_edges() -> dict[str, set[str]]:
+    """flows module -> the flows modules it imports (any import, lazy ones included)."""
+    edges: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "flows").glob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        targets: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            targets.update(n.split(".")[1] for n in names if n.startswith("flows.") and n.count(".") >= 1)
+        edges[path.stem] = targets - {path.stem}
+    return edges
+
+
+def test_flow_modules_import_each_other_one_way() -> None:
+    edges = _flow_edges()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles: list[str] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join([*path[path.index(nxt) :], nxt]))
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "import circles between flows modules:\n" + "\n".join(cycles)
+
+
 def test_cli_calls_flows_not_compute() -> None:
     """cli/ may catch the leaves' error classes but must run stages through flows/."""
     bad = []

@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks.adapter_seeds import figures, parse_variant, summarise
 from benchmarks.eraser_ceiling import fit_eraser, label_matrix, static_looks, worst_removed
-from flows.probe import Labels
+from flows.views import Labels
 from pipeline.probes.inputs import Clips
 from pipeline.probes.leakage import AttackResult
 

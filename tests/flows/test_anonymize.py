@@ -11,8 +11,9 @@ import pyarrow as pa
 import pytest
 import torch
 
-from flows.anonymize import AnonymizeConfig, PrivacyGateError, anonymize, anonymize_view, dataset_name
+from flows.anonymize import AnonymizeConfig, PrivacyGateError, anonymize, dataset_name
 from flows.train_adapter import TrainAdapterConfig, train_adapter_stage
+from flows.views import anonymize_view
 from pipeline.adapter import AdapterError
 from pipeline.errors import ConfigError
 from stores.latent_cache import LatentCache, PartData

@@ -1,0 +1,155 @@
+"""What `anonymize` and `probe` both read off a latent cache: the per-video labels, the clips as the
+probes take them, and the store's clips passed through a trained adapter.
+
+Both stages import this module; neither imports the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from torch import nn
+
+from pipeline.adapter import AdapterConfig, AdapterMeta, anonymize_array, load_adapter
+from pipeline.probes.inputs import Clips, is_missing
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from stores.latent_cache import CacheView
+
+PRIVATE = "private_"
+IDENTITY = "private_identity"
+BIAS_GROUP = "private_gender"
+
+
+# --- labels --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Per-video labels of the store, as the probes take them (a video a mapping lacks is not in it)."""
+
+    splits: dict[str, str]
+    actions: dict[str, object]
+    segments: dict[str, list[tuple[float, float, str]]]
+    anomaly: dict[str, list[tuple[float, float]]]
+    num_frames: dict[str, int]
+    fps: dict[str, float]
+    bias_splits: dict[str, object]
+    attributes: dict[str, dict[str, object]]  # attribute name without "private_" -> {video: value}
+    identity: dict[str, object]
+    bias_group: str | None  # the attribute whose groups the bias probe compares
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "split_train": sum(s == "train" for s in self.splits.values()),
+            "split_val": sum(s == "val" for s in self.splits.values()),
+            "split_test": sum(s == "test" for s in self.splits.values()),
+            "action": len(self.actions),
+            "segments": len(self.segments),
+            "anomaly": len(self.anomaly),
+            "bias_split": len(self.bias_splits),
+            "identity": len(self.identity),
+        }
+
+
+def _column(videos: pa.Table, name: str) -> dict[str, object]:
+    """{video_id: value} of the non-missing values of column `name` (empty when there is no column)."""
+    if name not in videos.column_names:
+        return {}
+    ids = videos.column("video_id").to_pylist()
+    return {v: x for v, x in zip(ids, videos.column(name).to_pylist(), strict=True) if not is_missing(x)}
+
+
+def _numbers(videos: pa.Table, name: str) -> dict[str, float]:
+    return {v: float(x) for v, x in _column(videos, name).items() if isinstance(x, int | float)}
+
+
+def _binary(values: Mapping[str, object]) -> bool:
+    return len({str(v) for v in values.values()}) == 2
+
+
+def labels_of(videos: pa.Table) -> Labels:
+    """The labels of the store's videos table (manifest columns, design §3.1)."""
+    from stores.manifest import parse_anomaly_segments, parse_segments, private_columns
+
+    attributes = {
+        name.removeprefix(PRIVATE): _column(videos, name)
+        for name in private_columns(videos)
+        if name != IDENTITY
+    }
+    attributes = {name: values for name, values in attributes.items() if values}
+    group: str | None = None
+    if attributes.get(BIAS_GROUP.removeprefix(PRIVATE)):
+        group = BIAS_GROUP.removeprefix(PRIVATE)
+    else:
+        group = next((name for name, values in attributes.items() if _binary(values)), None)
+    anomaly: dict[str, list[tuple[float, float]]] = {}
+    for v, text in _column(videos, "anomaly_segments").items():
+        intervals = parse_anomaly_segments(str(text))
+        if intervals is not None:
+            anomaly[v] = intervals
+    return Labels(
+        splits={v: str(s) for v, s in _column(videos, "split").items()},
+        actions=_column(videos, "action"),
+        segments={v: parse_segments(str(t)) for v, t in _column(videos, "segments").items()},
+        anomaly=anomaly,
+        num_frames={v: int(n) for v, n in _numbers(videos, "num_frames").items()},
+        fps=_numbers(videos, "fps"),
+        bias_splits=_column(videos, "bias_split"),
+        attributes=attributes,
+        identity=_column(videos, IDENTITY),
+        bias_group=group,
+    )
+
+
+# --- clips ---------------------------------------------------------------------------------------------
+
+
+def motion_clips(view: CacheView, emb: np.ndarray, rows: np.ndarray | None = None) -> Clips:
+    """`Clips` of the store's motion clips `rows` (default: all) with embeddings `emb` (len(rows), D)."""
+    clips = view.clips if rows is None else view.clips.take(rows)
+    return Clips(
+        emb=emb,
+        video_id=np.array(clips.column("video_id").to_pylist(), dtype=str),
+        index=clips.column("clip_index").to_numpy().astype(np.int64),
+        t_start=clips.column("t_start_s").to_numpy().astype(np.float64),
+        t_end=clips.column("t_end_s").to_numpy().astype(np.float64),
+    )
+
+
+def static_clips(view: CacheView, emb: np.ndarray) -> Clips:
+    table = view.static_clips
+    return Clips(
+        emb=emb,
+        video_id=np.array(table.column("video_id").to_pylist(), dtype=str),
+        index=table.column("static_index").to_numpy().astype(np.int64),
+    )
+
+
+# --- the adapter's view --------------------------------------------------------------------------------
+
+
+def load_for(view: CacheView, adapter_dir: str | Path) -> tuple[nn.Module, AdapterConfig, AdapterMeta]:
+    """The adapter in `adapter_dir`, refused unless it was trained for this store's encoder and D."""
+    return load_adapter(adapter_dir, expect_encoder_id=view.attrs.encoder_id, expect_dim=view.attrs.dim)
+
+
+def anonymize_view(view: CacheView, adapter_dir: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Anonymized motion clips (N, D) and static clips (M, D) of `view` (static None when it has none)."""
+    model, cfg, _ = load_for(view, adapter_dir)
+    tokens = view.tokens if cfg.temporal else None
+    motion = anonymize_array(model, view.motion, tokens)
+    static = None
+    if view.static.shape[0]:
+        still = None
+        if cfg.temporal:
+            assert view.tokens is not None
+            still = np.repeat(view.static[:, None], view.tokens.shape[1], axis=1)
+        static = anonymize_array(model, view.static, still)
+    return motion, static
