@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.cpu import torch_threads
 from flows.progress import progress
+from flows.views import binding
 from pipeline.adapter import (
     AdapterChunks,
     AdapterData,
@@ -329,7 +330,7 @@ def _existing(out: Path, attrs: CacheAttrs, cfg: TrainConfig, checksum: str) -> 
     if not (out / CONFIG).is_file():
         return None
     try:
-        _, adapter_cfg, meta = load_adapter(out, expect_encoder_id=attrs.encoder_id, expect_dim=attrs.dim)
+        _, adapter_cfg, meta = load_adapter(out, **binding(attrs))
     except AdapterError:  # an artifact we cannot use is simply retrained
         return None
     same = (
@@ -399,6 +400,8 @@ def train_adapter_stage(
         best_epoch=result.best_epoch,
         val_action_acc=result.val_action_acc,
         encoder_weights_sha256=cache.attrs.weights_sha256,
+        encoder_preprocessing=cache.attrs.preprocessing,
+        encoder_pooling=cache.attrs.pooling,
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / CLASSES).write_text(json.dumps(classes, indent=2) + "\n")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch import nn
@@ -20,7 +20,7 @@ from pipeline.probes.inputs import Clips, is_missing
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from stores.latent_cache import CacheView
+    from stores.latent_cache import CacheAttrs, CacheView
 
 PRIVATE = "private_"
 IDENTITY = "private_identity"
@@ -136,8 +136,20 @@ def static_clips(view: CacheView, emb: np.ndarray) -> Clips:
 
 
 def load_for(view: CacheView, adapter_dir: str | Path) -> tuple[nn.Module, AdapterConfig, AdapterMeta]:
-    """The adapter in `adapter_dir`, refused unless it was trained for this store's encoder and D."""
-    return load_adapter(adapter_dir, expect_encoder_id=view.attrs.encoder_id, expect_dim=view.attrs.dim)
+    """The adapter in `adapter_dir`, refused unless it was trained for this store's exact encoder: id,
+    weights checksum, preprocessing, pooling and D."""
+    return load_adapter(adapter_dir, **binding(view.attrs))
+
+
+def binding(attrs: CacheAttrs) -> dict[str, Any]:
+    """`load_adapter`'s expectations for an adapter applied to a store with these attributes."""
+    return {
+        "expect_encoder_id": attrs.encoder_id,
+        "expect_dim": attrs.dim,
+        "expect_weights_sha256": attrs.weights_sha256,
+        "expect_preprocessing": attrs.preprocessing,
+        "expect_pooling": attrs.pooling,
+    }
 
 
 def anonymize_view(view: CacheView, adapter_dir: str | Path) -> tuple[np.ndarray, np.ndarray | None]:

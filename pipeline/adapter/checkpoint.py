@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -34,6 +35,9 @@ class AdapterMeta(BaseModel):
 
     encoder_id: str
     encoder_weights_sha256: str = ""
+    # The store's preprocessing and pooling: an adapter is bound to the exact encoder pipeline.
+    encoder_preprocessing: dict[str, Any] = Field(default_factory=dict)
+    encoder_pooling: str = ""
     objective: ObjectiveConfig
     train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig as JSON, minus adapter")
     data_checksum: str = ""
@@ -58,6 +62,8 @@ def meta_from_training(
     best_epoch: int,
     val_action_acc: float,
     encoder_weights_sha256: str = "",
+    encoder_preprocessing: dict[str, Any] | None = None,
+    encoder_pooling: str = "",
 ) -> AdapterMeta:
     """The metadata of a finished training run."""
     acc = None if math.isnan(val_action_acc) else val_action_acc  # NaN -> null in JSON
@@ -65,6 +71,8 @@ def meta_from_training(
     return AdapterMeta(
         encoder_id=encoder_id,
         encoder_weights_sha256=encoder_weights_sha256,
+        encoder_preprocessing=dict(encoder_preprocessing or {}),
+        encoder_pooling=encoder_pooling,
         objective=cfg.objective,
         train=cfg.model_dump(mode="json", exclude={"adapter", "objective"}),
         data_checksum=data_checksum,
@@ -113,9 +121,16 @@ def adapter_checksum(directory: str | Path) -> str:
 
 
 def load_adapter(
-    directory: str | Path, *, expect_encoder_id: str | None, expect_dim: int | None
+    directory: str | Path,
+    *,
+    expect_encoder_id: str | None,
+    expect_dim: int | None,
+    expect_weights_sha256: str | None = None,
+    expect_preprocessing: dict[str, Any] | None = None,
+    expect_pooling: str | None = None,
 ) -> tuple[nn.Module, AdapterConfig, AdapterMeta]:
-    """Load an artifact (eval mode, CPU); refuse one made for another encoder or dimension.
+    """Load an artifact (eval mode, CPU); refuse one made for another encoder, weights, preprocessing,
+    pooling or dimension than the `expect_*` values (a store's attributes).
 
     `expect_*` None skips that check (inspection only; never when applying to a store).
     """
@@ -129,6 +144,8 @@ def load_adapter(
         doc = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise AdapterError(f"{path} is not readable JSON ({e}); retrain the adapter") from e
+    if not isinstance(doc, dict):
+        raise AdapterError(f"{path} is not an adapter description; retrain the adapter")
     version = doc.get("schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise AdapterError(
@@ -140,17 +157,60 @@ def load_adapter(
         meta = AdapterMeta.model_validate(doc["meta"])
     except (KeyError, ValidationError) as e:
         raise AdapterError(f"{path} has an invalid adapter config: {e}") from e
-    wrong_encoder = expect_encoder_id is not None and meta.encoder_id != expect_encoder_id
-    if wrong_encoder or (expect_dim is not None and cfg.dim != expect_dim):
+    _check_binding(meta, cfg, expect_encoder_id, expect_dim, expect_weights_sha256, expect_preprocessing)
+    if expect_pooling is not None and meta.encoder_pooling and meta.encoder_pooling != expect_pooling:
         raise AdapterError(
-            f"adapter was trained for encoder {meta.encoder_id} dim {cfg.dim}, this store is "
-            f"{expect_encoder_id} dim {expect_dim}; train an adapter on this store"
+            f"adapter was trained on {meta.encoder_pooling}-pooled embeddings, this store's are "
+            f"{expect_pooling}-pooled; train an adapter on this store"
         )
     if not weights.is_file() or _sha256(weights) != doc.get("weights_sha256"):
         raise AdapterError(f"{weights} is missing or does not match {CONFIG}; retrain the adapter")
     model = build_adapter(cfg)
     try:
         model.load_state_dict(load_file(str(weights)))
-    except RuntimeError as e:
-        raise AdapterError(f"{weights} does not fit the recorded architecture: {e}") from e
+    except (RuntimeError, SafetensorError, OSError, ValueError) as e:
+        raise AdapterError(
+            f"{weights} is not a safetensors file that fits the recorded architecture ({e}); "
+            "retrain the adapter"
+        ) from e
     return model.eval(), cfg, meta
+
+
+def _check_binding(
+    meta: AdapterMeta,
+    cfg: AdapterConfig,
+    encoder_id: str | None,
+    dim: int | None,
+    weights_sha256: str | None,
+    preprocessing: dict[str, Any] | None,
+) -> None:
+    """Refuse an adapter trained for another encoder than the store's (id, weights, preprocessing, D)."""
+    retrain = "train an adapter on this store"
+    if (encoder_id is not None and meta.encoder_id != encoder_id) or (dim is not None and cfg.dim != dim):
+        raise AdapterError(
+            f"adapter was trained for encoder {meta.encoder_id} dim {cfg.dim}, this store is "
+            f"{encoder_id} dim {dim}; {retrain}"
+        )
+    if weights_sha256 is not None and meta.encoder_weights_sha256 != weights_sha256:
+        had = meta.encoder_weights_sha256[:12] or "none recorded"
+        raise AdapterError(
+            f"adapter was trained on encoder weights sha256 {had}, this store's are {weights_sha256[:12]} "
+            f"(same encoder id {meta.encoder_id}, other weights); {retrain}"
+        )
+    if preprocessing is not None:
+        wanted = json.loads(json.dumps(preprocessing, sort_keys=True))
+        if not meta.encoder_preprocessing:
+            raise AdapterError(
+                f"adapter records no encoder preprocessing (trained by an older aam-pipeline), so it cannot "
+                f"be checked against this store's; {retrain}"
+            )
+        if meta.encoder_preprocessing != wanted:
+            diff = sorted(
+                k
+                for k in set(wanted) | set(meta.encoder_preprocessing)
+                if wanted.get(k) != meta.encoder_preprocessing.get(k)
+            )
+            raise AdapterError(
+                f"adapter was trained on embeddings preprocessed otherwise than this store's "
+                f"(differs in {', '.join(diff)}); {retrain}"
+            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -155,6 +156,45 @@ def test_load_refuses_another_encoder_or_dimension(tmp_path: Path, pooled_model:
     with pytest.raises(AdapterError, match="dim 64, this store is tiny dim 768"):
         load_adapter(tmp_path, expect_encoder_id="tiny", expect_dim=768)
     assert issubclass(AdapterError, PipelineError)
+
+
+def test_load_refuses_other_weights_preprocessing_or_pooling(
+    tmp_path: Path, pooled_model: torch.nn.Module
+) -> None:
+    prep = {"crop": 96, "resize": 96, "frames": 16}
+    meta = _meta().model_copy(
+        update={"encoder_weights_sha256": "a" * 64, "encoder_preprocessing": prep, "encoder_pooling": "mean"}
+    )
+    save_adapter(tmp_path, pooled_model, pooled_model.config, meta)  # type: ignore[arg-type]
+    same = {"expect_encoder_id": "tiny", "expect_dim": D, "expect_weights_sha256": "a" * 64}
+    load_adapter(tmp_path, **same, expect_preprocessing=dict(prep), expect_pooling="mean")
+    with pytest.raises(
+        AdapterError, match="encoder weights sha256 aaaaaaaaaaaa, this store's are bbbbbbbbbbbb"
+    ):
+        load_adapter(tmp_path, **(same | {"expect_weights_sha256": "b" * 64}))
+    with pytest.raises(AdapterError, match=r"preprocessed otherwise.*differs in crop"):
+        load_adapter(tmp_path, **same, expect_preprocessing=prep | {"crop": 112})
+    with pytest.raises(AdapterError, match="mean-pooled embeddings, this store's are cls-pooled"):
+        load_adapter(tmp_path, **same, expect_pooling="cls")
+    bare = tmp_path / "old"
+    save_adapter(bare, pooled_model, pooled_model.config, _meta())  # type: ignore[arg-type]
+    with pytest.raises(AdapterError, match="weights sha256 none recorded"):
+        load_adapter(bare, **same)
+    with pytest.raises(AdapterError, match="records no encoder preprocessing"):
+        load_adapter(bare, expect_encoder_id="tiny", expect_dim=D, expect_preprocessing=prep)
+
+
+def test_a_pickle_renamed_safetensors_is_one_adapter_error(
+    tmp_path: Path, pooled_model: torch.nn.Module
+) -> None:
+    save_adapter(tmp_path, pooled_model, pooled_model.config, _meta())  # type: ignore[arg-type]
+    weights = tmp_path / "adapter.safetensors"
+    torch.save(pooled_model.state_dict(), weights)  # a pickle under the safetensors name
+    doc = json.loads((tmp_path / "adapter.json").read_text())
+    doc["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()  # and a JSON that vouches for it
+    (tmp_path / "adapter.json").write_text(json.dumps(doc))
+    with pytest.raises(AdapterError, match="is not a safetensors file"):
+        load_adapter(tmp_path, expect_encoder_id="tiny", expect_dim=D)
 
 
 def test_load_refuses_incomplete_or_tampered_artifacts(tmp_path: Path, pooled_model: torch.nn.Module) -> None:
