@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cli._common import EXIT_GATE_REFUSED, build_config, is_terminal, one_line_errors
+from flows.privacy_budget import DEFAULT_MAX_LEAKAGE, DEFAULT_MIN_REDUCTION
 
 
 def anonymize(
@@ -15,19 +16,51 @@ def anonymize(
     adapter: Annotated[Path, typer.Option("--adapter", help="Adapter folder (the --out of train-adapter).")],
     out: Annotated[str, typer.Option("--out", help="Published dataset root (a folder or fsspec URL).")],
     max_leakage: Annotated[
-        float | None,
+        float,
         typer.Option(
-            help="Refuse to publish when any attacker recovers a private attribute from the anonymized "
-            "motion clips more than this share of the way from chance (0) to perfect (1) in cMAP."
+            help="Privacy budget: refuse to publish when any of the gate's attackers recovers a private "
+            "attribute from the anonymized motion clips more than this share of the way from chance (0) "
+            "to perfect (1) in cMAP."
         ),
-    ] = None,
+    ] = DEFAULT_MAX_LEAKAGE,
     min_reduction: Annotated[
-        float | None,
+        float,
         typer.Option(
             help="Refuse to publish when the adapter removes less than this fraction of the raw "
-            "above-chance leakage for any attribute and attacker."
+            "above-chance leakage for any attribute and attacker (the paper's adapters remove 0.45-0.58)."
         ),
-    ] = None,
+    ] = DEFAULT_MIN_REDUCTION,
+    no_gate: Annotated[
+        bool,
+        typer.Option(
+            "--no-gate",
+            help="Measure and record leakage but publish whatever it is (the manifest says so).",
+        ),
+    ] = False,
+    allow_unmeasured: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unmeasured",
+            help="Publish although leakage cannot be measured (the store has no private_* labels); the "
+            "manifest and dataset card say it was not measured.",
+        ),
+    ] = False,
+    original_ids: Annotated[
+        bool,
+        typer.Option(
+            "--original-ids",
+            help="Publish your own video ids instead of keyed pseudonyms. They are file names or "
+            "database keys: anyone who reads the data can group clips by them and often tell who is in "
+            "the video (jane_doe_kitchen.mp4).",
+        ),
+    ] = False,
+    pseudonym_key: Annotated[
+        str,
+        typer.Option(
+            help="Key file for the pseudonyms (default: STORE/_pseudonym.key, created on first use). Keep "
+            "it private; share one key between stores to give their videos joinable pseudonyms.",
+        ),
+    ] = "",
     dataset: Annotated[
         str, typer.Option(help="dataset= partition value (default: the store's folder name).")
     ] = "",
@@ -59,25 +92,33 @@ def anonymize(
 
     One row per clip (clip_id, video_id, clip_index, t_start_s, t_end_s, emb), hive-partitioned by
     dataset / encoder / adapter; the partition's `_manifest.json` is written last. Never published:
-    `private_*` labels, raw or static-clip embeddings, source paths.
+    `private_*` labels, raw or static-clip embeddings, source paths, and (unless --original-ids) your
+    video ids: `video_id` is a keyed pseudonym (HMAC-SHA256 under a key kept with the store), the same
+    on every republish and append from that store, so data teams can join and dedupe.
 
-    **Privacy gate**: when the cache has private_* labels, the leakage probe's attackers are trained on
-    the train split and scored on the held-out test split, on raw and anonymized motion clips; the
-    numbers go into the manifest. With --max-leakage / --min-reduction set and not met, nothing is
-    written and the command exits 4. Without labels it publishes saying that leakage was not measured
-    (and refuses if a threshold was set).
+    **Privacy gate, on by default**: the leakage probe's attackers are trained on the train split and
+    scored on the held-out test split, on raw and anonymized motion clips; the numbers go into the
+    manifest. When the worst leakage is above --max-leakage or the smallest reduction below
+    --min-reduction, nothing is written and the command exits 4. Without private_* labels
+    leakage cannot be measured and the command exits 4 unless --allow-unmeasured. An adapter whose
+    output is (nearly) its input is refused whatever the options: that would publish raw embeddings.
 
-    Publishing is atomic (readers see all of it or none) and reproducible; rerunning after new videos
-    were extracted appends only those; a newer adapter goes to its own adapter= partition.
+    Publishing is atomic (readers, glob readers included, see all of it or none) and reproducible;
+    rerunning after new videos were extracted appends only those; a newer adapter goes to its own
+    adapter= partition. One publish of a partition at a time: a second one exits 2 naming the first.
 
-    Exits 2 with a one-line reason on bad input (missing store or adapter, adapter of another encoder).
+    Exits 2 with a one-line reason on bad input (missing store or adapter, adapter of another encoder
+    or other encoder weights).
 
     Examples:
 
       aam-pipeline anonymize --store work/demo.zarr --adapter work/adapter --out work/published
 
       aam-pipeline anonymize --store work/demo.zarr --adapter work/adapter --out work/published \\
-          --max-leakage 0.05 --min-reduction 0.8 --faiss-index flat
+          --max-leakage 0.1 --min-reduction 0.8 --faiss-index flat
+
+      aam-pipeline anonymize --store work/unlabelled.zarr --adapter work/adapter --out work/published \\
+          --allow-unmeasured
     """
     from flows.anonymize import AnonymizeConfig, PrivacyGateError
     from flows.anonymize import anonymize as run
@@ -92,6 +133,10 @@ def anonymize(
             adapter_version=adapter_version,
             max_leakage=max_leakage,
             min_reduction=min_reduction,
+            gate=not no_gate,
+            allow_unmeasured=allow_unmeasured,
+            original_ids=original_ids,
+            pseudonym_key=pseudonym_key,
             mode="new" if new_only else "append",
             float16=float16,
             normalise=normalise,

@@ -74,10 +74,25 @@ DatasetOpt = Annotated[
     str | None, typer.Option(help="dataset= partition of the published shards (default: workdir name).")
 ]
 MaxLeakageOpt = Annotated[
-    float | None, typer.Option(help="Publish only if the worst attacker is at most this far above chance.")
+    float | None,
+    typer.Option(help="Publish only if the worst attacker is at most this far above chance (default 0.25)."),
 ]
 MinReductionOpt = Annotated[
-    float | None, typer.Option(help="Publish only if at least this share of raw leakage is removed.")
+    float | None,
+    typer.Option(help="Publish only if at least this share of raw leakage is removed (default 0.5)."),
+]
+NoGateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-gate", help="Publish whatever leakage the gate measures (recorded in the published manifest)."
+    ),
+]
+AllowUnmeasuredOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-unmeasured",
+        help="Publish although leakage cannot be measured (no private_* labels); the manifest says so.",
+    ),
 ]
 ConfigOpt = Annotated[
     Path | None,
@@ -95,7 +110,7 @@ DaskAddressOpt = Annotated[
 STAGE_OPTIONS = {
     "extract": ("encoder", "crop", "device", "videos_per_part"),
     "train_adapter": ("epochs", "device"),
-    "anonymize": ("dataset", "max_leakage", "min_reduction"),
+    "anonymize": ("dataset", "max_leakage", "min_reduction", "gate", "allow_unmeasured"),
 }
 
 
@@ -108,6 +123,11 @@ def stage_settings(base: dict[str, Any], adapter: Path | None, **options: Any) -
     for section, names in STAGE_OPTIONS.items():
         base = merged(base, section, **{n: options[n] for n in names})
     return run_config(base)
+
+
+def gate_options(no_gate: bool, allow_unmeasured: bool) -> dict[str, bool | None]:
+    """The anonymize settings of the gate flags (None: not given, the config file's or the default)."""
+    return {"gate": False if no_gate else None, "allow_unmeasured": True if allow_unmeasured else None}
 
 
 def run(
@@ -129,6 +149,8 @@ def run(
     dataset: DatasetOpt = None,
     max_leakage: MaxLeakageOpt = None,
     min_reduction: MinReductionOpt = None,
+    no_gate: NoGateOpt = False,
+    allow_unmeasured: AllowUnmeasuredOpt = False,
     config: ConfigOpt = None,
     dask_workers: DaskWorkersOpt = None,
     dask_address: DaskAddressOpt = None,
@@ -144,6 +166,9 @@ def run(
     in about 20 s); with `PREFECT_API_URL` set it reports to that server. `--dask-workers N` runs the
     work units on N local worker processes, `--dask-address` on a running cluster (GPU workers
     advertise `GPU=1`; with a CUDA device and no such worker the command stops at once).
+
+    Publishing is gated as in `anonymize`: refused (exit 4) when the measured leakage is over budget, or
+    when the videos have no private_* labels to measure it on, unless --allow-unmeasured.
 
     Exits 2 with a one-line reason on bad input, 3 when some videos failed to decode (everything
     else ran), 4 when the privacy gate refused to publish.
@@ -174,6 +199,7 @@ def run(
             dataset=dataset,
             max_leakage=max_leakage,
             min_reduction=min_reduction,
+            **gate_options(no_gate, allow_unmeasured),
         )
         dask = build_config(DaskSettings, address=dask_address, workers=dask_workers)
         source = build_config(Source, **source_args(manifest, videos, images))

@@ -10,6 +10,7 @@ import typer
 from cli._common import EXIT_PARTIAL_FAILURE, build_config, one_line_errors
 from cli.run import (
     AdapterOpt,
+    AllowUnmeasuredOpt,
     ConfigOpt,
     CropOpt,
     DaskAddressOpt,
@@ -20,8 +21,10 @@ from cli.run import (
     EpochsOpt,
     MaxLeakageOpt,
     MinReductionOpt,
+    NoGateOpt,
     VideosPerPartOpt,
     config_file,
+    gate_options,
     run_gated,
     source_args,
     stage_settings,
@@ -61,6 +64,8 @@ def serve(
     dataset: DatasetOpt = None,
     max_leakage: MaxLeakageOpt = None,
     min_reduction: MinReductionOpt = None,
+    no_gate: NoGateOpt = False,
+    allow_unmeasured: AllowUnmeasuredOpt = False,
     config: ConfigOpt = None,
     dask_workers: DaskWorkersOpt = None,
     dask_address: DaskAddressOpt = None,
@@ -75,7 +80,8 @@ def serve(
     The deployment lives on the Prefect server that `PREFECT_API_URL` names (start one with
     `prefect server start`); its schedule is not paused when this process stops, so serving again
     (same --workdir or --name) picks up where it left off. Ctrl-C stops serving. `--once` runs one
-    refresh at once, embedded, and exits. Guide: docs/orchestration.md.
+    refresh at once, embedded, and exits. Publishing is gated as in `anonymize` (a refused refresh
+    publishes nothing; --no-gate, --allow-unmeasured). Guide: docs/orchestration.md.
 
     Exits 2 with a one-line reason on bad input or when no Prefect server is configured.
 
@@ -107,6 +113,7 @@ def serve(
             dataset=dataset,
             max_leakage=max_leakage,
             min_reduction=min_reduction,
+            **gate_options(no_gate, allow_unmeasured),
         )
         dask = build_config(DaskSettings, address=dask_address, workers=dask_workers)
         source = build_config(Source, **source_args(manifest, videos, images))

@@ -2,15 +2,20 @@
 
 1. Load the adapter, refusing one trained for another encoder or embedding size.
 2. Anonymize every motion clip (and, for the gate only, the static clips are not needed).
-3. Privacy gate: when the cache has `private_*` labels, attack the anonymized motion-clip embeddings
-   with the leakage probe's attackers (trained on the train split, scored on the held-out test
-   split) and the raw ones the same way; refuse to publish — nothing written — when the worst
-   leakage is above `max_leakage` or the smallest reduction from raw is below `min_reduction`.
-   Without labels, publish saying that leakage was not measured (and refuse if a threshold was set).
-4. Publish through stores/published.py: atomic, reproducible, appending only new videos.
+3. Refuse an adapter that leaves the embeddings (nearly) equal to the raw cache, whatever else is set.
+4. Privacy gate, on by default: when the cache has `private_*` labels, attack the anonymized motion-clip
+   embeddings with the leakage probe's attackers (trained on the train split, scored on the held-out
+   test split) and the raw ones the same way; refuse to publish — nothing written — when the worst
+   leakage is above `max_leakage` (default DEFAULT_MAX_LEAKAGE) or the smallest reduction from raw is
+   below `min_reduction` (default DEFAULT_MIN_REDUCTION). `gate=False` publishes whatever was measured.
+   Without labels leakage cannot be measured: refuse unless `allow_unmeasured`, which the manifest
+   records.
+5. Publish through stores/published.py: atomic, reproducible, appending only new videos. Video and clip
+   ids are keyed pseudonyms (stores/pseudonyms.py; the key stays in the store) unless `original_ids`.
 
-Never published: private labels, raw or static-clip embeddings, source paths (the publisher refuses
-them too). Leakage is "fraction of the way from chance to perfect" in cMAP: 0 = chance, 1 = perfect.
+Never published: private labels, raw or static-clip embeddings, source paths, the owner's video ids by
+default (the publisher refuses the first three too). Leakage is "fraction of the way from chance to
+perfect" in cMAP: 0 = chance, 1 = perfect.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.cpu import torch_threads
+from flows.privacy_budget import DEFAULT_MAX_LEAKAGE, DEFAULT_MIN_REDUCTION
 from flows.views import Labels, labels_of, load_for, motion_clips
 from pipeline.adapter import adapter_checksum, anonymize_array
 from pipeline.errors import ConfigError, PipelineError
@@ -35,6 +42,7 @@ from pipeline.probes.inputs import ProbeError
 from pipeline.probes.leakage import AttackResult, leakage_removed, probe_leakage
 from stores._cache_types import CacheView
 from stores.latent_cache import LatentCache
+from stores.pseudonyms import default_key_location, fingerprint, load_key, pseudonyms
 from stores.published import (
     LeakageNotMeasured,
     PublicationInfo,
@@ -49,6 +57,10 @@ IVF_FROM_ROWS = 200_000
 # Raw leakage below this share of the way from chance to perfect is noise: nothing to remove there,
 # so the reduction is not asked of it.
 MIN_RAW_LEAKAGE = 0.02
+# An adapter whose output is this close to its input publishes raw embeddings: refused whatever the gate.
+NEAR_RAW_ROW = 1e-4  # a row whose relative change ||a - r|| / ||r|| is at most this is "unchanged"
+NEAR_RAW_ROWS_MAX = 0.01  # refused when more than this share of rows are unchanged
+NEAR_RAW_MEDIAN = 0.01  # or when the median relative change is below this
 
 
 class PrivacyGateError(PipelineError):
@@ -62,8 +74,12 @@ class AnonymizeConfig(BaseModel):
 
     dataset: str = Field("", description="the dataset= partition value (default: the store's folder name)")
     adapter_version: str = Field("", description="the adapter= partition value (default: sha-<12 hex>)")
-    max_leakage: float | None = Field(None, ge=0, le=1)
-    min_reduction: float | None = Field(None, le=1)
+    max_leakage: float = Field(DEFAULT_MAX_LEAKAGE, ge=0, le=1)
+    min_reduction: float = Field(DEFAULT_MIN_REDUCTION, le=1)
+    gate: bool = Field(True, description="refuse when the thresholds are not met (False: publish anyway)")
+    allow_unmeasured: bool = Field(False, description="publish when leakage cannot be measured (no labels)")
+    original_ids: bool = Field(False, description="publish the owner's video ids instead of pseudonyms")
+    pseudonym_key: str = Field("", description="the key file (default: _pseudonym.key inside the store)")
     mode: Literal["new", "append"] = "append"
     float16: bool = False
     normalise: bool = Field(False, description="publish unit-length rows (l2)")
@@ -149,38 +165,53 @@ def measure_gate(view: CacheView, labels: Labels, anonymized: np.ndarray, seed: 
 
 
 def check_gate(gate: Gate, config: AnonymizeConfig) -> None:
-    """Raise PrivacyGateError when a threshold is set and not met (or cannot be measured)."""
-    asked = [
-        f"--{name} {value}"
-        for name, value in (("max-leakage", config.max_leakage), ("min-reduction", config.min_reduction))
-        if value is not None
-    ]
-    if not asked:
-        return
+    """Raise PrivacyGateError when the gate is on and its thresholds are not met, or when leakage could
+    not be measured and `allow_unmeasured` is not set."""
     if not gate.measured:
+        if config.allow_unmeasured:
+            return
         raise PrivacyGateError(
-            f"{' and '.join(asked)} given but leakage was not measured ({gate.reason}); nothing published"
+            f"leakage was not measured ({gate.reason}), so nothing shows the published embeddings are "
+            "private; add private_* labels to the manifest of some videos, or pass --allow-unmeasured to "
+            "publish unmeasured (the manifest and dataset card say so); nothing published"
         )
-    if (
-        config.max_leakage is not None
-        and gate.worst_leakage is not None
-        and gate.worst_leakage > config.max_leakage
-    ):
+    if not config.gate:
+        return
+    if gate.worst_leakage is not None and gate.worst_leakage > config.max_leakage:
         raise PrivacyGateError(
             f"privacy gate: worst leakage {gate.worst_leakage:.3f} of the way from chance to perfect "
             f"is above --max-leakage {config.max_leakage}; nothing published"
         )
-    if config.min_reduction is not None:
-        if gate.min_reduction is None:
-            raise PrivacyGateError(
-                "privacy gate: the raw embeddings leak no attribute measurably, so no reduction can be "
-                f"shown for --min-reduction {config.min_reduction}; drop it to publish; nothing published"
-            )
-        if gate.min_reduction < config.min_reduction:
-            raise PrivacyGateError(
-                f"privacy gate: smallest reduction of above-chance leakage {gate.min_reduction:.3f} is below "
-                f"--min-reduction {config.min_reduction}; nothing published"
-            )
+    if gate.min_reduction is None:
+        return  # the raw embeddings leak nothing measurable: there is nothing to remove
+    if gate.min_reduction < config.min_reduction:
+        raise PrivacyGateError(
+            f"privacy gate: smallest reduction of above-chance leakage {gate.min_reduction:.3f} is below "
+            f"--min-reduction {config.min_reduction}; nothing published"
+        )
+
+
+def check_not_raw(raw: np.ndarray, anonymized: np.ndarray) -> None:
+    """Refuse an adapter whose output is (nearly) its input: that would publish the raw embeddings."""
+    norm = np.linalg.norm(raw.astype(np.float64), axis=1)
+    change = np.linalg.norm(anonymized.astype(np.float64) - raw, axis=1) / np.maximum(norm, 1e-12)
+    unchanged = int(np.sum(change <= NEAR_RAW_ROW))
+    median = float(np.median(change)) if len(change) else 0.0
+    if unchanged > NEAR_RAW_ROWS_MAX * len(change) or median < NEAR_RAW_MEDIAN:
+        raise PrivacyGateError(
+            f"the adapter leaves the embeddings (nearly) raw: {unchanged} of {len(change)} clips unchanged, "
+            f"median relative change {median:.2g} (refused below {NEAR_RAW_MEDIAN:g}, whatever the gate); "
+            "train the adapter longer or check --lr / --erase-dims; nothing published"
+        )
+
+
+def gate_record(gate: Gate, config: AnonymizeConfig) -> dict[str, Any]:
+    """How the publish was gated, as the manifest records it."""
+    if not gate.measured:
+        return {"gate": "off: leakage not measured, published with allow_unmeasured"}
+    if not config.gate:
+        return {"gate": "off: measured, published without thresholds"}
+    return {"gate": "passed", "max_leakage": config.max_leakage, "min_reduction": config.min_reduction}
 
 
 # --- the stage -----------------------------------------------------------------------------------------
@@ -190,6 +221,19 @@ def _index_kind(kind: str | None, rows: int) -> Literal["flat", "ivf"] | None:
     if kind == "auto":
         return "ivf" if rows >= IVF_FROM_ROWS else "flat"
     return "flat" if kind == "flat" else "ivf" if kind == "ivf" else None
+
+
+def public_clips(view: CacheView, key_file: str | None) -> tuple[pa.Table, str]:
+    """The clip columns to publish, with video ids replaced by keyed pseudonyms under the key in
+    `key_file` (created when absent), or the original ids when `key_file` is None; and the
+    publication's `id_scheme`, which says which."""
+    clips = view.clips.select(["video_id", "clip_index", "t_start_s", "t_end_s"])
+    if key_file is None:
+        return clips, "original"
+    key = load_key(key_file, create=True)
+    mapping = pseudonyms(key, view.videos.column("video_id").to_pylist())
+    column = pa.array([mapping[v] for v in clips.column("video_id").to_pylist()], pa.string())
+    return clips.set_column(0, "video_id", column), f"pseudonym:{fingerprint(key)}"
 
 
 def dataset_name(store: str | Path) -> str:
@@ -230,36 +274,46 @@ def anonymize(
         f"{cfg.variant} adapter"
     )
 
+    check_not_raw(view.motion, emb)
+
     t0 = time.perf_counter()
     gate = measure_gate(view, labels_of(view.videos), emb, config.seed)
     gate_s = time.perf_counter() - t0
     if gate.measured:
         say(
             f"anonymize: leakage on held-out motion clips: worst {gate.worst_leakage:.3f} of the way from "
-            f"chance to perfect; smallest reduction from raw "
-            f"{'n/a' if gate.min_reduction is None else f'{gate.min_reduction:.3f}'}"
+            f"chance to perfect (budget {config.max_leakage}); smallest reduction from raw "
+            f"{'n/a' if gate.min_reduction is None else f'{gate.min_reduction:.3f}'} "
+            f"(budget {config.min_reduction}){'' if config.gate else '; gate off (--no-gate)'}"
         )
     else:
         say(f"anonymize: leakage NOT measured: {gate.reason}")
     check_gate(gate, config)
 
+    key = None if config.original_ids else config.pseudonym_key or default_key_location(str(store))
+    clips, ids = public_clips(view, key)
+    leakage: dict[str, Any] | LeakageNotMeasured
+    if gate.measured and gate.record:
+        leakage = gate.record | gate_record(gate, config)
+    else:
+        leakage = LeakageNotMeasured(f"{gate.reason}; published with --allow-unmeasured")
     info = PublicationInfo(
         dataset=config.dataset or dataset_name(store),
         encoder_id=public_encoder_id(view.attrs.encoder_id),
         encoder_sha256=view.attrs.weights_sha256,
         adapter_sha256=adapter_checksum(adapter),
         adapter_variant=cfg.variant,
-        leakage=gate.record if gate.measured and gate.record else LeakageNotMeasured(gate.reason),
+        leakage=leakage,
         adapter_version=config.adapter_version,
         normalisation="l2" if config.normalise else "none",
         extra_metadata={"adapter_objective": meta.objective.name},
+        id_scheme=ids,
     )
-    columns = ["video_id", "clip_index", "t_start_s", "t_end_s"]
     t0 = time.perf_counter()
     result = publish(
         out,
         info,
-        view.clips.select(columns),
+        clips,
         emb,
         dtype="float16" if config.float16 else "float32",
         mode=config.mode,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flows.views import Labels, anonymize_view, labels_of, motion_clips, static_clips
+from flows.views import Labels, anonymize_view, labels_of, motion_clips, published_video_ids, static_clips
 from pipeline.errors import ConfigError
 from pipeline.probes.config import ProbeConfig
 from pipeline.probes.inputs import Clips, ProbeError
@@ -227,14 +227,18 @@ def _partitions(folder: Path) -> list[PartitionInfo]:
     return found
 
 
-def join_published(view: CacheView, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+def join_published(
+    view: CacheView, table: pa.Table, video_ids: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows of published `table` and of the store's clips that hold the same (video_id, clip_index),
-    ordered by store row; StoreError when none match or their clip times differ."""
+    ordered by store row; StoreError when none match or their clip times differ. `video_ids`: the
+    store clips' ids as the publication names them (pseudonyms; default: the store's own ids)."""
     import pyarrow as pa
 
+    ids = view.clips.column("video_id") if video_ids is None else pa.array(video_ids, pa.string())
     store = pa.table(
         {
-            "video_id": view.clips.column("video_id"),
+            "video_id": ids,
             "clip_index": view.clips.column("clip_index").cast(pa.int32()),
             "_store_row": pa.array(np.arange(view.clips.num_rows, dtype=np.int64)),
         }
@@ -267,8 +271,11 @@ def join_published(view: CacheView, table: pa.Table) -> tuple[np.ndarray, np.nda
     return published_rows, store_rows
 
 
-def published_sets(view: CacheView, folder: Path, prefix: str = "published") -> list[EmbeddingSet]:
-    """One set per published partition under `folder`, its rows joined to the store's clips."""
+def published_sets(
+    view: CacheView, folder: Path, prefix: str = "published", store: str = ""
+) -> list[EmbeddingSet]:
+    """One set per published partition under `folder`, its rows joined to the store's clips (at `store`,
+    whose key turns its ids into the publication's pseudonyms)."""
     from stores.published import read_published
 
     partitions = _partitions(folder)
@@ -277,8 +284,9 @@ def published_sets(view: CacheView, folder: Path, prefix: str = "published") -> 
     for p in partitions:
         root = Path(p.location).parents[2]  # PUBLISHED of PUBLISHED/dataset=…/encoder=…/adapter=…
         table, emb = read_published(root, dataset=p.dataset, encoder=p.encoder, adapter=p.adapter)
-        published_rows, store_rows = join_published(view, table)
         m = p.manifest
+        ids = None if m.id_scheme == "original" else published_video_ids(view, store, m.id_scheme)
+        published_rows, store_rows = join_published(view, table, ids)
         label = f"{p.dataset}/{p.encoder}/{p.adapter}" if ambiguous else p.adapter
         sets.append(
             EmbeddingSet(
@@ -558,7 +566,7 @@ def probe(
     for folder in adapters:
         sets.append(adapter_set(view, Path(folder), f"adapter:{Path(folder).name}"))
     for folder in published:
-        sets.extend(published_sets(view, Path(folder)))
+        sets.extend(published_sets(view, Path(folder), store=str(store)))
     sets = _unique_names(sets)
     load_s = time.perf_counter() - start - read_s
 

@@ -16,6 +16,8 @@ from torch import nn
 
 from pipeline.adapter import AdapterConfig, AdapterMeta, anonymize_array, load_adapter
 from pipeline.probes.inputs import Clips, is_missing
+from stores.errors import StoreError
+from stores.pseudonyms import default_key_location, fingerprint, load_key, pseudonyms
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -130,6 +132,22 @@ def static_clips(view: CacheView, emb: np.ndarray) -> Clips:
         video_id=np.array(table.column("video_id").to_pylist(), dtype=str),
         index=table.column("static_index").to_numpy().astype(np.int64),
     )
+
+
+def published_video_ids(view: CacheView, store: str, id_scheme: str, key_file: str = "") -> list[str]:
+    """The video id of each of the store's motion clips as a publication with `id_scheme` names it:
+    the owner's ids, or their keyed pseudonyms under the store's key (`key_file`: another key file)."""
+    ids: list[str] = view.clips.column("video_id").to_pylist()
+    if id_scheme == "original":
+        return ids
+    key = load_key(key_file or default_key_location(store), create=False)
+    if f"pseudonym:{fingerprint(key)}" != id_scheme:
+        raise StoreError(
+            f"the published ids are pseudonyms under key {id_scheme.removeprefix('pseudonym:')}, this "
+            f"store's key is {fingerprint(key)}: probe the store they were published from"
+        )
+    mapping = pseudonyms(key, set(ids))
+    return [mapping[v] for v in ids]
 
 
 # --- the adapter's view --------------------------------------------------------------------------------

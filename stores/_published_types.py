@@ -67,6 +67,9 @@ class PublicationInfo:
     adapter_version: str = ""  # the partition value; "" publishes under "sha-<adapter_sha256[:12]>"
     normalisation: Normalisation = "none"
     extra_metadata: Mapping[str, str] = field(default_factory=dict)
+    # What `video_id` holds: "original" (the owner's ids) or "pseudonym:<key fingerprint>" (keyed
+    # pseudonyms, stores/pseudonyms.py); a partition never mixes two schemes or two keys.
+    id_scheme: str = "original"
 
     @property
     def encoder_slug(self) -> str:
@@ -148,6 +151,7 @@ class PartitionManifest(_Model):
     emb_encoding: Literal["BYTE_STREAM_SPLIT", "PLAIN"]
     normalisation: Normalisation
     extra_metadata: dict[str, str]
+    id_scheme: str = "original"  # manifests before pseudonyms published original ids
     counts: dict[str, int]  # rows, videos, files
     files: list[FileEntry]
     faiss_index: IndexEntry | None = None
@@ -167,6 +171,7 @@ IDENTITY_FIELDS = (
     "dim",
     "dtype",
     "normalisation",
+    "id_scheme",
 )
 
 
@@ -246,6 +251,8 @@ def check_info(info: PublicationInfo) -> dict[str, Any]:
             raise StoreError(f"{what} must be 64 lower-case hex digits (a sha256), got {value!r}")
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", info.adapter_variant):
         raise StoreError(f"adapter_variant {info.adapter_variant!r}: use a short name such as 'clip'")
+    if not re.fullmatch(r"original|pseudonym:[0-9a-f]{12}", info.id_scheme):
+        raise StoreError(f"id_scheme must be 'original' or 'pseudonym:<12 hex>', got {info.id_scheme!r}")
     if info.normalisation not in ("l2", "none"):
         raise StoreError(f"normalisation must be 'l2' or 'none', got {info.normalisation!r}")
     for key, value in info.extra_metadata.items():

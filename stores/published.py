@@ -431,6 +431,7 @@ def _kv_metadata(info: PublicationInfo, leakage: dict[str, Any], dtype: Dtype, d
         "dtype": dtype,
         "emb_encoding": _rows.EMB_ENCODING[dtype],
         "normalisation": info.normalisation,
+        "id_scheme": info.id_scheme,
     }
     kv = {f"{KV_PREFIX}{k}": str(v) for k, v in values.items()}
     kv[f"{KV_PREFIX}leakage"] = json.dumps(leakage, sort_keys=True)
@@ -464,6 +465,7 @@ def _manifest(
         emb_encoding=_rows.EMB_ENCODING[dtype],
         normalisation=info.normalisation,
         extra_metadata=dict(info.extra_metadata),
+        id_scheme=info.id_scheme,
         counts={
             "rows": sum(f.rows or 0 for f in files),
             "videos": sum(f.videos or 0 for f in files),

@@ -199,7 +199,7 @@ def _check_binding(
         )
     if preprocessing is not None:
         wanted = json.loads(json.dumps(preprocessing, sort_keys=True))
-        if not meta.encoder_preprocessing:
+        if not meta.encoder_preprocessing and wanted:
             raise AdapterError(
                 f"adapter records no encoder preprocessing (trained by an older aam-pipeline), so it cannot "
                 f"be checked against this store's; {retrain}"

@@ -22,7 +22,18 @@ def run(*args: str) -> Result:
     ("verb", "options"),
     [
         ("train-adapter", ("--store", "--out", "--epochs", "--objective", "--tasks", "--seed", "--device")),
-        ("anonymize", ("--store", "--adapter", "--out", "--max-leakage", "--min-reduction", "--float16")),
+        (
+            "anonymize",
+            (
+                "--store",
+                "--adapter",
+                "--out",
+                "--max-leakage",
+                "--min-reduction",
+                "--no-gate",
+                "--original-ids",
+            ),
+        ),
     ],
 )
 def test_help_has_examples(verb: str, options: tuple[str, ...]) -> None:
@@ -53,8 +64,13 @@ def test_train_then_anonymize(tmp_path: Path) -> None:
     assert refused.exit_code == 4, refused.output
     assert "refused: privacy gate" in refused.output and not pub.exists()
 
+    by_default = run("anonymize", "--store", str(store), "--adapter", str(adapter), "--out", str(pub))
+    assert by_default.exit_code == 4 and "above --max-leakage 0.25" in by_default.output  # 2 epochs: leaky
+    assert not pub.exists()
     ok = run(
-        "anonymize", "--store", str(store), "--adapter", str(adapter), "--out", str(pub), "--dataset", "demo"
+        "anonymize",
+        *("--store", str(store), "--adapter", str(adapter), "--out", str(pub), "--dataset", "demo"),
+        "--no-gate",
     )
     assert ok.exit_code == 0, ok.output
     assert "published" in ok.output and [p.dataset for p in published_partitions(pub)] == ["demo"]

@@ -16,12 +16,22 @@ from flows.train_adapter import TrainAdapterConfig, train_adapter_stage
 from flows.views import anonymize_view
 from pipeline.adapter import AdapterError
 from pipeline.errors import ConfigError
+from stores.errors import StoreError
 from stores.latent_cache import LatentCache, PartData
+from stores.pseudonyms import default_key_location, fingerprint, load_key, pseudonyms
 from stores.published import published_partitions, read_published
 from tests.flows.test_probe import planted, write_store
 
 SMALL = {"identities": (12, 8), "actions_per_identity": 2}
 PRIVATE = ("private_gender", "private_skin_tone", "private_clothing", "private_identity")
+# The tests' 2-epoch adapters are far from private: the gate measures and records, but does not refuse.
+MEASURE_ONLY = AnonymizeConfig(gate=False)
+UNMEASURED = AnonymizeConfig(allow_unmeasured=True)
+
+
+def _pseudonyms(store: Path) -> dict[str, str]:
+    key = load_key(default_key_location(str(store)), create=False)
+    return pseudonyms(key, LatentCache.open(store).read().videos["video_id"].to_pylist())
 
 
 @pytest.fixture(autouse=True)
@@ -45,19 +55,21 @@ def test_publishes_every_motion_clip_with_the_gate_numbers(
     trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
     store, adapter = trained
-    result = anonymize(store, adapter, tmp_path / "pub")
+    result = anonymize(store, adapter, tmp_path / "pub", MEASURE_ONLY)
     view = LatentCache.open(store).read()
     assert result.clips == view.motion.shape[0] and result.publish.rows_added == result.clips
     rows, emb = read_published(tmp_path / "pub")
     assert rows.num_rows == result.clips
     motion, _ = anonymize_view(view, adapter)
-    order = np.lexsort((rows["clip_index"].to_numpy(), np.array(rows["video_id"].to_pylist())))
+    original = {p: v for v, p in _pseudonyms(store).items()}
+    ids = np.array([original[p] for p in rows["video_id"].to_pylist()])
+    order = np.lexsort((rows["clip_index"].to_numpy(), ids))
     emb = emb[order]
     np.testing.assert_array_equal(emb, motion)  # the published rows are the adapter's output, bit for bit
     (part,) = published_partitions(tmp_path / "pub")
     assert part.dataset == "store" and part.adapter.startswith("sha-")
     leakage = json.loads((Path(part.location) / "_manifest.json").read_text())["leakage"]
-    assert leakage["measured"] is True
+    assert leakage["measured"] is True and leakage["results"]["gate"].startswith("off")
     numbers = leakage["results"]
     assert set(numbers["attributes"]) == {"gender", "skin_tone", "clothing"}
     assert 0 <= numbers["worst_leakage"] <= 1 and numbers["min_reduction"] is not None
@@ -68,11 +80,21 @@ def test_publishes_every_motion_clip_with_the_gate_numbers(
 
 def test_nothing_private_leaves(trained: tuple[Path, Path], tmp_path: Path) -> None:
     store, adapter = trained
-    anonymize(store, adapter, tmp_path / "pub", AnonymizeConfig(faiss_index="auto", zarr_copy=True))
+    config = AnonymizeConfig(gate=False, faiss_index="auto", zarr_copy=True)
+    anonymize(store, adapter, tmp_path / "pub", config)
     names = list(_files(tmp_path / "pub"))
     assert any(n.endswith("_index/index.faiss") for n in names) and any("/_zarr/" in n for n in names)
     view = LatentCache.open(store).read()
-    forbidden = [b"private_", b"/videos/", str(store).encode(), str(adapter).encode()]
+    key = load_key(default_key_location(str(store)), create=False)
+    forbidden = [
+        b"private_",
+        b"/videos/",
+        str(store).encode(),
+        str(adapter).encode(),
+        key,
+        key.hex().encode(),
+    ]
+    forbidden += [v.encode() for v in view.videos["video_id"].to_pylist()]  # the owner's ids
     for name, data in _files(tmp_path / "pub").items():
         for word in forbidden:
             assert word not in data, f"{name} holds {word!r}"
@@ -99,26 +121,48 @@ def test_gate_refuses_and_writes_nothing(trained: tuple[Path, Path], tmp_path: P
     with pytest.raises(PrivacyGateError, match=r"above --max-leakage 0\.0"):
         anonymize(store, adapter, tmp_path / "pub", AnonymizeConfig(max_leakage=0.0))
     with pytest.raises(PrivacyGateError, match=r"below --min-reduction 1\.0"):
-        anonymize(store, adapter, tmp_path / "pub", AnonymizeConfig(min_reduction=1.0))
+        anonymize(store, adapter, tmp_path / "pub", AnonymizeConfig(max_leakage=1.0, min_reduction=1.0))
     assert not (tmp_path / "pub").exists() or not _files(tmp_path / "pub")
 
 
-def test_without_labels_says_not_measured_and_refuses_a_threshold(tmp_path: Path) -> None:
+def test_the_gate_is_on_by_default(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    store, adapter = trained  # two epochs: far from the default budget
+    with pytest.raises(PrivacyGateError, match=r"privacy gate: .* nothing published"):
+        anonymize(store, adapter, tmp_path / "pub")
+    assert not (tmp_path / "pub").exists()
+
+
+def test_an_adapter_that_leaves_the_embeddings_raw_is_refused_whatever_the_gate(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    store, _ = trained
+    config = TrainAdapterConfig(epochs=1, erase_dims=0, erase_clip_dims=0, lr=1e-12, device="cpu")
+    train_adapter_stage(store, tmp_path / "identity", config)
+    for options in ({"gate": False}, {"gate": False, "max_leakage": 1.0, "min_reduction": -1.0}):
+        with pytest.raises(PrivacyGateError, match=r"leaves the embeddings .*raw"):
+            anonymize(store, tmp_path / "identity", tmp_path / "pub", AnonymizeConfig(**options))
+    assert not (tmp_path / "pub").exists()
+
+
+def test_without_labels_refuses_unless_unmeasured_is_allowed(tmp_path: Path) -> None:
     store = write_store(tmp_path / "nolabels.zarr", planted(**SMALL), drop=PRIVATE)
     train_adapter_stage(store, tmp_path / "adapter", TrainAdapterConfig(epochs=1, device="cpu"))
-    with pytest.raises(PrivacyGateError, match="not measured"):
-        anonymize(store, tmp_path / "adapter", tmp_path / "pub", AnonymizeConfig(max_leakage=0.5))
-    result = anonymize(store, tmp_path / "adapter", tmp_path / "pub")
+    for config in (AnonymizeConfig(), AnonymizeConfig(gate=False), AnonymizeConfig(max_leakage=0.5)):
+        with pytest.raises(PrivacyGateError, match=r"not measured.*--allow-unmeasured"):
+            anonymize(store, tmp_path / "adapter", tmp_path / "pub", config)
+    assert not (tmp_path / "pub").exists()
+    result = anonymize(store, tmp_path / "adapter", tmp_path / "pub", UNMEASURED)
     assert not result.gate.measured and "no private attribute labels" in result.gate.reason
     (part,) = published_partitions(tmp_path / "pub")
     leakage = json.loads((Path(part.location) / "_manifest.json").read_text())["leakage"]
-    assert leakage == {"measured": False, "reason": "the cache has no private attribute labels"}
+    reason = "the cache has no private attribute labels; published with --allow-unmeasured"
+    assert leakage == {"measured": False, "reason": reason}
 
 
 def test_reproducible_incremental_and_versioned(tmp_path: Path) -> None:
     store = write_store(tmp_path / "store.zarr", planted(**SMALL), drop=PRIVATE)  # no gate: faster
     train_adapter_stage(store, tmp_path / "adapter", TrainAdapterConfig(epochs=1, device="cpu"))
-    config = AnonymizeConfig(dataset="demo", adapter_version="v1")
+    config = AnonymizeConfig(dataset="demo", adapter_version="v1", allow_unmeasured=True)
     first = anonymize(store, tmp_path / "adapter", tmp_path / "a", config)
     anonymize(store, tmp_path / "adapter", tmp_path / "b", config)
     data_files = lambda root: {k: v for k, v in _files(root).items() if k.endswith(".parquet")}  # noqa: E731
@@ -129,7 +173,7 @@ def test_reproducible_incremental_and_versioned(tmp_path: Path) -> None:
     before = _files(tmp_path / "a")
     train_adapter_stage(store, tmp_path / "adapter2", TrainAdapterConfig(epochs=1, seed=3, device="cpu"))
     anonymize(
-        store, tmp_path / "adapter2", tmp_path / "a", AnonymizeConfig(dataset="demo", adapter_version="v2")
+        store, tmp_path / "adapter2", tmp_path / "a", config.model_copy(update={"adapter_version": "v2"})
     )
     after = _files(tmp_path / "a")
     assert {k: v for k, v in after.items() if "adapter=v1" in k} == before
@@ -162,7 +206,8 @@ def test_new_videos_are_appended_without_rewriting(trained: tuple[Path, Path], t
     store, adapter = trained
     ids = LatentCache.open(store).read().videos["video_id"].to_pylist()
     early = _subset_store(store, tmp_path / "early.zarr", set(ids[::2]))
-    config = AnonymizeConfig(dataset="demo", adapter_version="v1")
+    key = str(tmp_path / "shared.key")  # the two stores stand for one store that grew: one key
+    config = AnonymizeConfig(dataset="demo", adapter_version="v1", gate=False, pseudonym_key=key)
     anonymize(early, adapter, tmp_path / "pub", config)
     before = {k: v for k, v in _files(tmp_path / "pub").items() if k.endswith(".parquet")}
     result = anonymize(store, adapter, tmp_path / "pub", config)  # the cache grew: every video now
@@ -184,5 +229,36 @@ def test_bad_inputs(trained: tuple[Path, Path], tmp_path: Path) -> None:
     (other / "adapter.json").write_text(json.dumps(doc))
     with pytest.raises(AdapterError, match="train an adapter on this store"):
         anonymize(store, other, tmp_path / "pub")
+    doc["meta"]["encoder_id"] = LatentCache.open(store).attrs.encoder_id  # same id, other weights
+    doc["meta"]["encoder_weights_sha256"] = "0" * 64
+    (other / "adapter.json").write_text(json.dumps(doc))
+    with pytest.raises(AdapterError, match=r"other weights\); train an adapter on this store"):
+        anonymize(store, other, tmp_path / "pub")
     assert not (tmp_path / "pub").exists()
     assert dataset_name("work/demo.zarr") == "demo" and dataset_name("/x/1st store/") == "ds-1st-store"
+
+
+def test_published_ids_are_keyed_pseudonyms_stable_across_republishes(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    store, adapter = trained
+    anonymize(store, adapter, tmp_path / "a", MEASURE_ONLY)
+    anonymize(store, adapter, tmp_path / "b", MEASURE_ONLY)
+    rows_a, _ = read_published(tmp_path / "a")
+    rows_b, _ = read_published(tmp_path / "b")
+    mapping = _pseudonyms(store)
+    assert set(rows_a["video_id"].to_pylist()) == set(mapping.values())  # every id, none original
+    assert rows_a["video_id"].to_pylist() == rows_b["video_id"].to_pylist()
+    clip_ids, video_ids = rows_a["clip_id"].to_pylist(), rows_a["video_id"].to_pylist()
+    assert all(c.startswith(f"{v}#") for c, v in zip(clip_ids, video_ids, strict=True))
+    assert not set(rows_a["video_id"].to_pylist()) & set(mapping)
+    (part,) = published_partitions(tmp_path / "a")
+    assert part.manifest.id_scheme.startswith("pseudonym:")
+    key = load_key(default_key_location(str(store)), create=False)
+    assert part.manifest.id_scheme == f"pseudonym:{fingerprint(key)}"
+    # original ids only when asked for, and never mixed into a pseudonymous partition
+    with pytest.raises(StoreError, match="id_scheme"):
+        anonymize(store, adapter, tmp_path / "a", AnonymizeConfig(gate=False, original_ids=True))
+    anonymize(store, adapter, tmp_path / "c", AnonymizeConfig(gate=False, original_ids=True))
+    rows_c, _ = read_published(tmp_path / "c")
+    assert set(rows_c["video_id"].to_pylist()) == set(mapping)
