@@ -8,10 +8,12 @@ PUBLISHED/dataset=<name>/encoder=<slug>/adapter=<version>/
     _manifest.json         written last: its presence means the partition is complete
 ```
 
-Local folders: a new partition is written into a hidden folder beside it and renamed into place; an
-append writes its files hidden inside the partition, moves them in, swaps the extras and replaces the
-manifest last. Other fsspec filesystems have no atomic rename: files are written in place and the
-manifest, written last, commits. Readers of the layout and guarantees: docs/data-teams.md.
+Local folders: every version of a partition is built complete in a hidden folder beside it (an append
+hard-links the files it keeps), fsynced, and swapped in with one atomic rename (renameat2 exchange on
+Linux), so no reader — a glob over part-*.parquet included — ever sees a file the manifest does not
+list. One publish of a partition at a time: a second one gets WriterBusyError naming the first. Other
+fsspec filesystems have no atomic rename: files are written in place and the manifest, written last,
+commits. Readers of the layout and guarantees: docs/data-teams.md.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 import os
 import re
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,8 +36,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pydantic
 
+from stores import _atomic
 from stores import _published_extras as _extras
 from stores import _published_rows as _rows
+from stores._atomic import WriterBusyError
 from stores._fs import StoreRoot
 from stores._published_rows import Rows
 from stores._published_types import (
@@ -74,6 +79,7 @@ __all__ = [
     "PartitionManifest",
     "PublicationInfo",
     "PublishResult",
+    "WriterBusyError",
     "load_faiss_index",
     "public_encoder_id",
     "publish",
@@ -86,6 +92,7 @@ logger = logging.getLogger(__name__)
 ROWS_PER_FILE = 32_768  # about 100 MB per file at D = 768, float32
 ROW_GROUP_ROWS = 4_096
 TMP_PREFIX = ".tmp-"  # hidden: pyarrow and polars skip it, and it never matches `adapter=*`
+LOCK_PREFIX = ".lock-"  # the writer lock of a partition, beside it (hidden likewise)
 PART_FILE = re.compile(r"part-(\d{5,})\.parquet")
 
 
@@ -151,12 +158,21 @@ def publish(
     opts = _options(dtype, mode, rows_per_file, row_group_rows, faiss_index, zarr_copy, tolerance)
     rows = _rows.prepare(clips, emb, dtype, info.normalisation)
     where = _Where.of(StoreRoot.from_url(out, storage_options), info)
-    existing = _manifest_or_none(where.root, where.folder)
-    _clean_stale(where, existing)
-    if existing is None:
-        return _create(where, info, leakage, rows, opts)
-    _check_same_source(existing, info, rows.emb.shape[1], dtype, where.folder)
-    return _extend(where, existing, info, leakage, rows, opts, mode)
+    with _writer(where):
+        existing = _manifest_or_none(where.root, where.folder)
+        _clean_stale(where, existing)
+        if existing is None:
+            return _create(where, info, leakage, rows, opts)
+        _check_same_source(existing, info, rows.emb.shape[1], dtype, where.folder)
+        return _extend(where, existing, info, leakage, rows, opts, mode)
+
+
+def _writer(where: _Where) -> AbstractContextManager[None]:
+    """One publish of a partition at a time (local folders; object stores have no locks to offer)."""
+    if not where.root.local:
+        return nullcontext()
+    lock = where.root.under(where.parent, f"{LOCK_PREFIX}adapter={where.adapter}")
+    return _atomic.writer_lock(lock, where.folder)
 
 
 def _options(
@@ -198,7 +214,9 @@ def _create(
         manifest = manifest.model_copy(update={"publications": [publication]})
         _write_manifest(root, dest, manifest)
         if root.local:
+            _atomic.fsync_tree(work)
             _rename_into_place(root, work, where.folder)
+            _atomic.fsync_dir(where.parent)
     except BaseException:
         if not root.local:
             root.remove_tree(where.folder)
@@ -279,52 +297,92 @@ def _commit_extension(
     extras: _Extras | None,
     opts: _Options,
 ) -> tuple[PartitionManifest, list[FileEntry]]:
-    """Write the new files and extras aside, move them in, then replace the manifest; undo on failure."""
+    """The partition's next version, committed so that no reader ever sees a file its manifest does not
+    list: locally a whole new version is built beside it (existing files hard-linked) and swapped in."""
+    commit = _commit_local if where.root.local else _commit_remote
+    return commit(where, existing, info, leakage, fresh, first, extras, opts)
+
+
+def _next_manifest(
+    existing: PartitionManifest,
+    info: PublicationInfo,
+    leakage: dict[str, Any],
+    entries: list[FileEntry],
+    index: IndexEntry | None,
+    copy: ZarrEntry | None,
+    dtype: Dtype,
+) -> PartitionManifest:
+    now = _now()
+    files = [*existing.files, *entries]
+    manifest = _manifest(info, leakage, dtype, existing.dim, files, index, copy, existing.created_at, now)
+    publications = existing.publications
+    if entries:
+        publications = [*publications, _publication(now, "append", entries, leakage)]
+    else:  # only the extras changed: the leakage on record still describes the rows
+        manifest = manifest.model_copy(update={"leakage": existing.leakage})
+    return manifest.model_copy(update={"publications": publications})
+
+
+def _commit_local(
+    where: _Where,
+    existing: PartitionManifest,
+    info: PublicationInfo,
+    leakage: dict[str, Any],
+    fresh: Rows,
+    first: int,
+    extras: _Extras | None,
+    opts: _Options,
+) -> tuple[PartitionManifest, list[FileEntry]]:
     root, folder = where.root, where.folder
-    work = root.under(folder, f"{TMP_PREFIX}{uuid.uuid4().hex}")
-    dest = work if root.local else folder
-    entries: list[FileEntry] = []
-    moved: list[str] = []  # data files now inside the partition
-    swapped: list[str] = []
+    work = root.under(where.parent, f"{TMP_PREFIX}adapter={where.adapter}-{uuid.uuid4().hex}")
     try:
-        entries = _write_data_files(root, dest, fresh, first, info, leakage, opts)
-        if not root.local:
-            moved = [e.name for e in entries]
-            for name in (INDEX_DIR, ZARR_DIR):
-                root.remove_tree(root.under(folder, name))
+        os.makedirs(work)
+        kept = [f.name for f in existing.files]
+        index, copy = existing.faiss_index, existing.zarr_copy
+        if extras is None:  # the extras describe the same rows: keep them
+            kept += [f.name for f in (index.files if index else [])]
+            kept += [f.name for f in (copy.files if copy else [])]
+        _atomic.link_files(folder, work, kept)
+        entries = _write_data_files(root, work, fresh, first, info, leakage, opts)
+        if extras is not None:
+            index, copy = _write_extras(root, work, extras.rows, extras.index_kind, extras.zarr_copy, info)
+        manifest = _next_manifest(existing, info, leakage, entries, index, copy, opts.dtype)
+        _write_manifest(root, work, manifest)
+        _atomic.fsync_tree(work)
+        _atomic.exchange(work, folder)  # the commit: `work` now holds the previous version
+        _atomic.fsync_dir(where.parent)
+    finally:
+        root.remove_tree(work)
+    return manifest, entries
+
+
+def _commit_remote(
+    where: _Where,
+    existing: PartitionManifest,
+    info: PublicationInfo,
+    leakage: dict[str, Any],
+    fresh: Rows,
+    first: int,
+    extras: _Extras | None,
+    opts: _Options,
+) -> tuple[PartitionManifest, list[FileEntry]]:
+    """Object stores have no rename: new files go in place, the manifest written last commits, and a
+    failure removes what was added. A glob reader may see an added file before the manifest lists it."""
+    root, folder = where.root, where.folder
+    entries: list[FileEntry] = []
+    try:
+        entries = _write_data_files(root, folder, fresh, first, info, leakage, opts)
         index, copy = (existing.faiss_index, existing.zarr_copy)
         if extras is not None:
-            index, copy = _write_extras(root, dest, extras.rows, extras.index_kind, extras.zarr_copy, info)
-        now = _now()
-        files = [*existing.files, *entries]
-        manifest = _manifest(
-            info, leakage, opts.dtype, existing.dim, files, index, copy, existing.created_at, now
-        )
-        publications = existing.publications
-        if entries:
-            publications = [*publications, _publication(now, "append", entries, leakage)]
-        else:  # only the extras changed: the leakage on record still describes the rows
-            manifest = manifest.model_copy(update={"leakage": existing.leakage})
-        manifest = manifest.model_copy(update={"publications": publications})
-        if root.local:
-            for entry in entries:
-                os.replace(root.under(work, entry.name), root.under(folder, entry.name))
-                moved.append(entry.name)
             for name in (INDEX_DIR, ZARR_DIR):
-                if os.path.isdir(root.under(work, name)):
-                    _swap_in(root, work, folder, name)
-                    swapped.append(name)
+                root.remove_tree(root.under(folder, name))
+            index, copy = _write_extras(root, folder, extras.rows, extras.index_kind, extras.zarr_copy, info)
+        manifest = _next_manifest(existing, info, leakage, entries, index, copy, opts.dtype)
         _write_manifest(root, folder, manifest)
     except BaseException:
-        # Back to the previous publication: its manifest still lists only its own files.
-        for name in moved:
-            root.remove_tree(root.under(folder, name))
-        for name in swapped:
-            _swap_back(root, work, folder, name)
+        for entry in entries:
+            root.remove_tree(root.under(folder, entry.name))
         raise
-    finally:
-        if root.local:
-            root.remove_tree(work)
     return manifest, entries
 
 
@@ -336,22 +394,6 @@ def _rename_into_place(root: StoreRoot, work: str, folder: str) -> None:
             f"could not move the new partition into place at {folder} ({e}); another publish of it may "
             "have run at the same time — run again (mode='append' completes what is missing)"
         ) from e
-
-
-def _swap_in(root: StoreRoot, work: str, folder: str, name: str) -> None:
-    """Replace folder/name by work/name; the old one waits in work/old-name until the manifest commits."""
-    final = root.under(folder, name)
-    if os.path.isdir(final):
-        os.rename(final, root.under(work, f"old-{name}"))
-    os.rename(root.under(work, name), final)
-
-
-def _swap_back(root: StoreRoot, work: str, folder: str, name: str) -> None:
-    final = root.under(folder, name)
-    root.remove_tree(final)
-    old = root.under(work, f"old-{name}")
-    if os.path.isdir(old):
-        os.rename(old, final)
 
 
 def _result(

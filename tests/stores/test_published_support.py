@@ -69,9 +69,9 @@ def partition(out: Path, version: str = "v1") -> Path:
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file under `folder`: relative path -> (bytes, mtime_ns)."""
+    """Every file under `folder` but the writer locks: relative path -> (bytes, mtime_ns)."""
     found = {}
     for path in sorted(folder.rglob("*")):
-        if path.is_file():
+        if path.is_file() and not path.name.startswith(".lock-"):
             found[path.relative_to(folder).as_posix()] = (path.read_bytes(), os.stat(path).st_mtime_ns)
     return found
