@@ -20,6 +20,7 @@ perfect" in cMAP: 0 = chance, 1 = perfect.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -211,7 +212,8 @@ def gate_record(gate: Gate, config: AnonymizeConfig) -> dict[str, Any]:
         return {"gate": "off: leakage not measured, published with allow_unmeasured"}
     if not config.gate:
         return {"gate": "off: measured, published without thresholds"}
-    return {"gate": "passed", "max_leakage": config.max_leakage, "min_reduction": config.min_reduction}
+    budget = {"max_leakage": config.max_leakage, "min_reduction": config.min_reduction}
+    return {"gate": "passed", "budget": budget}
 
 
 # --- the stage -----------------------------------------------------------------------------------------
@@ -306,7 +308,11 @@ def anonymize(
         leakage=leakage,
         adapter_version=config.adapter_version,
         normalisation="l2" if config.normalise else "none",
-        extra_metadata={"adapter_objective": meta.objective.name},
+        extra_metadata={
+            "adapter_objective": meta.objective.name,
+            "preprocessing": json.dumps(view.attrs.preprocessing, sort_keys=True),
+            "pooling": view.attrs.pooling,
+        },
         id_scheme=ids,
     )
     t0 = time.perf_counter()

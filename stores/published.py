@@ -5,6 +5,7 @@ PUBLISHED/dataset=<name>/encoder=<slug>/adapter=<version>/
     part-00000.parquet …   whole videos per file, rows sorted by (video_id, clip_index)
     _index/                optional faiss index: index.faiss + index_ids.parquet (row -> clip_id)
     _zarr/                 optional Zarr copy: emb (N, D) + clips.parquet
+    README.md              the dataset card, rendered from the manifest (leakage at publication)
     _manifest.json         written last: its presence means the partition is complete
 ```
 
@@ -41,6 +42,7 @@ from stores import _published_extras as _extras
 from stores import _published_rows as _rows
 from stores._atomic import WriterBusyError
 from stores._fs import StoreRoot
+from stores._published_card import CARD, render_card
 from stores._published_rows import Rows
 from stores._published_types import (
     IDENTITY_FIELDS,
@@ -535,7 +537,9 @@ def _publication(now: str, mode: Mode, entries: list[FileEntry], leakage: dict[s
 
 
 def _write_manifest(root: StoreRoot, folder: str, manifest: PartitionManifest) -> None:
-    """The commit: written last (locally through a temporary file and a rename)."""
+    """The dataset card, then the manifest it is rendered from: written last (locally through a
+    temporary file and a rename), it commits."""
+    _extras.write_bytes(root, folder, CARD, render_card(manifest).encode())
     root.write_json(root.under(folder, MANIFEST), manifest.model_dump(mode="json", exclude_none=True))
 
 

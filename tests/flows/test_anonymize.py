@@ -263,3 +263,58 @@ def test_published_ids_are_keyed_pseudonyms_stable_across_republishes(
     anonymize(store, adapter, tmp_path / "c", AnonymizeConfig(gate=False, original_ids=True))
     rows_c, _ = read_published(tmp_path / "c")
     assert set(rows_c["video_id"].to_pylist()) == set(mapping)
+
+
+def _card_rows(card: str) -> dict[tuple[str, str], dict[str, str]]:
+    """{(attribute, attacker): {column: cell}} of the card's leakage table."""
+    lines = [line for line in card.splitlines() if line.startswith("| ")]
+    header = next(line for line in lines if line.startswith("| attribute | attacker |"))
+    names = [c.strip() for c in header.strip("|").split("|")]
+    rows = {}
+    for line in lines[lines.index(header) + 1 :]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) != len(names) or cells[0] == "when":
+            break
+        rows[(cells[0], cells[1])] = dict(zip(names[2:], cells[2:], strict=True))
+    return rows
+
+
+def test_the_dataset_card_says_what_the_manifest_says(
+    trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, adapter = trained
+    ids = LatentCache.open(store).read().videos["video_id"].to_pylist()
+    early = _subset_store(store, tmp_path / "early.zarr", set(ids[::2]))
+    key = str(tmp_path / "shared.key")
+    config = AnonymizeConfig(dataset="demo", gate=False, pseudonym_key=key)
+    anonymize(early, adapter, tmp_path / "pub", config)
+    (part,) = published_partitions(tmp_path / "pub")
+    first = (Path(part.location) / "README.md").read_text()
+    assert first.startswith("---\npretty_name:") and "## Personal and Sensitive Information" in first
+    anonymize(store, adapter, tmp_path / "pub", config)  # an append rewrites the card
+    card = (Path(part.location) / "README.md").read_text()
+    manifest = json.loads((Path(part.location) / "_manifest.json").read_text())
+    results = manifest["leakage"]["results"]
+    rows = _card_rows(card)
+    attacks = {(a, k): v for a, by in results["attributes"].items() for k, v in by.items()}
+    assert set(rows) == set(attacks) and rows
+    for key_, numbers in attacks.items():
+        for column, value in numbers.items():
+            cell = rows[key_][column]
+            assert cell == (
+                "n/a" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+            )
+    assert f"**{results['worst_leakage']:.4g}**" in card and f"| {manifest['counts']['rows']}," in card
+    assert card.count("| append |") == 1 and card.count("| new |") == 1
+    assert (
+        f"emb::FLOAT[{manifest['dim']}]" in card and manifest["id_scheme"].removeprefix("pseudonym:") in card
+    )
+
+
+def test_an_unmeasured_publish_says_so_in_its_card(tmp_path: Path) -> None:
+    store = write_store(tmp_path / "nolabels.zarr", planted(**SMALL), drop=PRIVATE)
+    train_adapter_stage(store, tmp_path / "adapter", TrainAdapterConfig(epochs=1, device="cpu"))
+    anonymize(store, tmp_path / "adapter", tmp_path / "pub", UNMEASURED)
+    (part,) = published_partitions(tmp_path / "pub")
+    card = (Path(part.location) / "README.md").read_text()
+    assert "**Leakage was not measured at publication**: the cache has no private attribute labels" in card

@@ -47,12 +47,15 @@ def _publish(out: Path | str, videos: list[str], version: str = "v1", **kwargs: 
     return publish(out, make_info(version), clips, emb, **kwargs)
 
 
+IGNORE = [".", "_", "README"]  # pyarrow's default (hidden and _ names) and the dataset cards
+
+
 def _glob_counts(out: Path) -> tuple[int, int, int]:
     """Rows seen by DuckDB and polars through the documented glob, and by pyarrow dataset discovery."""
     pattern = f"{out}/{GLOB}"
     duck = duckdb.sql(f"SELECT count(*) FROM read_parquet('{pattern}', hive_partitioning = true)").fetchall()
     polars = pl.scan_parquet(pattern, hive_partitioning=True).select(pl.len()).collect().item()
-    arrow = ds.dataset(out, format="parquet", partitioning="hive").count_rows()
+    arrow = ds.dataset(out, format="parquet", partitioning="hive", ignore_prefixes=IGNORE).count_rows()
     return int(duck[0][0]), int(polars), int(arrow)
 
 
@@ -140,6 +143,7 @@ def test_manifest_describes_the_partition(tmp_path: Path) -> None:
         assert entry["size"] == len(data)
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
     assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",  # the dataset card
         "_manifest.json",
         *[f["name"] for f in manifest["files"]],
     ]
