@@ -5,7 +5,19 @@ from __future__ import annotations
 
 import typer
 
-from cli import anonymize, demo, extract, pretrain_encoder, probe, report, run, serve, synth, train_adapter
+from cli import (
+    anonymize,
+    demo,
+    extract,
+    pretrain_encoder,
+    probe,
+    pseudonyms,
+    report,
+    run,
+    serve,
+    synth,
+    train_adapter,
+)
 
 app = typer.Typer(
     name="aam-pipeline",
@@ -30,6 +42,7 @@ app.command("synth")(synth.synth)
 app.command("extract")(extract.extract)
 app.command("train-adapter")(train_adapter.train_adapter)
 app.command("anonymize")(anonymize.anonymize)
+app.command("pseudonyms")(pseudonyms.pseudonyms)
 app.command("demo")(demo.demo)
 app.command("pretrain-encoder")(pretrain_encoder.pretrain_encoder)
 app.command("probe")(probe.probe)

@@ -150,6 +150,15 @@ def published_video_ids(view: CacheView, store: str, id_scheme: str, key_file: s
     return [mapping[v] for v in ids]
 
 
+def pseudonym_map(store: str, key_file: str = "") -> dict[str, str]:
+    """{video_id: pseudonym} of every video of the store, under its key (`key_file`: another key file)."""
+    from stores.latent_cache import LatentCache
+
+    videos = LatentCache.open(store).read(arrays=False).videos
+    key = load_key(key_file or default_key_location(store), create=False)
+    return pseudonyms(key, videos.column("video_id").to_pylist())
+
+
 # --- the adapter's view --------------------------------------------------------------------------------
 
 

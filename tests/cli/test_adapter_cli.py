@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner, Result
 
 from cli.main import app
-from stores.published import published_partitions
+from stores.published import published_partitions, read_published
 from tests.flows.test_probe import planted, write_store
 
 
@@ -74,6 +74,16 @@ def test_train_then_anonymize(tmp_path: Path) -> None:
     )
     assert ok.exit_code == 0, ok.output
     assert "published" in ok.output and [p.dataset for p in published_partitions(pub)] == ["demo"]
+
+    mapped = run("pseudonyms", "--store", str(store), "--out", str(tmp_path / "private" / "map.csv"))
+    assert mapped.exit_code == 0, mapped.output
+    lines = (tmp_path / "private" / "map.csv").read_text().splitlines()
+    owner = dict(line.split(",") for line in lines[1:])
+    assert lines[0] == "video_id,pseudonym"
+    published = set(read_published(pub)[0]["video_id"].to_pylist())
+    assert set(owner.values()) == published and not set(owner) & published
+    no_key = run("pseudonyms", "--store", str(store), "--pseudonym-key", str(tmp_path / "nokey"))
+    assert no_key.exit_code == 2 and "no pseudonym key" in no_key.output
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
