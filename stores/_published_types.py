@@ -83,10 +83,17 @@ class PublicationInfo:
         return self.adapter_version or f"sha-{self.adapter_sha256[:12]}"
 
 
+MODEL_FILE_SUFFIXES = (".pt", ".pth", ".pt2", ".ts", ".jit", ".torchscript", ".bin", ".safetensors", ".onnx")
+
+
 def public_encoder_id(encoder_id: str) -> str:
-    """A publishable encoder id: `kind:/some/dir/model.pt` -> `kind:model.pt` (the checksum says the rest)."""
+    """A publishable encoder id: `kind:/some/dir/model.pt` -> `kind:model` (no location, no file
+    suffix; the weights checksum says the rest)."""
     kind, sep, source = encoder_id.partition(":") if ":" in encoder_id else ("", "", encoder_id)
     name = re.split(r"[/\\]", source.rstrip("/\\"))[-1]
+    stem, dot, suffix = name.rpartition(".")
+    if dot and stem and f".{suffix.lower()}" in MODEL_FILE_SUFFIXES:
+        name = stem
     return f"{kind}{sep}{name}"
 
 

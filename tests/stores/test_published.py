@@ -369,8 +369,13 @@ def test_refuses_metadata_that_is_not_published(tmp_path: Path, changes: dict[st
 
 
 def test_public_encoder_id_drops_locations() -> None:
-    assert public_encoder_id("torchscript:/home/alice/models/x3d.pt") == "torchscript:x3d.pt"
+    assert public_encoder_id("torchscript:/home/alice/models/x3d.pt") == "torchscript:x3d"
+    assert public_encoder_id("torchscript:enc.v2.PTH") == "torchscript:enc.v2"
+    assert public_encoder_id("videomae:/models/videomae-base") == "videomae:videomae-base"
+    assert public_encoder_id("vjepa2:facebook/vjepa2-vitl-fpc64-256") == "vjepa2:vjepa2-vitl-fpc64-256"
     assert public_encoder_id("tiny") == "tiny"
+    info = make_info(encoder_id=public_encoder_id("torchscript:/m/enc.pt"))
+    assert info.encoder_slug == "torchscript-enc"  # the encoder= partition value
 
 
 @pytest.mark.parametrize(
