@@ -62,7 +62,11 @@ def anonymize(
         ),
     ] = "",
     dataset: Annotated[
-        str, typer.Option(help="dataset= partition value (default: the store's folder name).")
+        str,
+        typer.Option(
+            help="dataset= partition value (default: the store's folder name; the folder above it for a "
+            "store named latents, store or cache)."
+        ),
     ] = "",
     adapter_version: Annotated[
         str, typer.Option(help="adapter= partition value (default: sha- + 12 hex of the weights).")

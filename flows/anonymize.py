@@ -73,7 +73,7 @@ class AnonymizeConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    dataset: str = Field("", description="the dataset= partition value (default: the store's folder name)")
+    dataset: str = Field("", description="the dataset= partition value (default: dataset_name(store))")
     adapter_version: str = Field("", description="the adapter= partition value (default: sha-<12 hex>)")
     max_leakage: float = Field(DEFAULT_MAX_LEAKAGE, ge=0, le=1)
     min_reduction: float = Field(DEFAULT_MIN_REDUCTION, le=1)
@@ -238,9 +238,19 @@ def public_clips(view: CacheView, key_file: str | None) -> tuple[pa.Table, str]:
     return clips.set_column(0, "video_id", column), f"pseudonym:{fingerprint(key)}"
 
 
+# Store folder names that say nothing about the videos: the dataset is named after the folder above.
+GENERIC_STORE_NAMES = frozenset(
+    {"store", "latents", "latent", "cache", "latent-cache", "features", "embeddings"}
+)
+
+
 def dataset_name(store: str | Path) -> str:
-    """A partition-safe dataset name from the store's folder name (`demo.zarr` -> `demo`)."""
-    stem = Path(str(store).rstrip("/")).name.removesuffix(".zarr")
+    """A partition-safe dataset name from the store's folder name (`demo.zarr` -> `demo`), or from the
+    folder above it when the store's name is generic (`work/kitchen/latents.zarr` -> `kitchen`)."""
+    path = Path(str(store).rstrip("/"))
+    stem = path.name.removesuffix(".zarr")
+    if stem.lower() in GENERIC_STORE_NAMES and path.parent.name:
+        stem = path.parent.name
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.")
     return name if name[:1].isalpha() else f"ds-{name}" if name else "dataset"
 

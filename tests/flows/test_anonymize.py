@@ -68,7 +68,9 @@ def test_publishes_every_motion_clip_with_the_gate_numbers(
     emb = emb[order]
     np.testing.assert_array_equal(emb, motion)  # the published rows are the adapter's output, bit for bit
     (part,) = published_partitions(tmp_path / "pub")
-    assert part.dataset == "store" and part.adapter.startswith("sha-")
+    assert part.dataset == "anonymize0" and part.adapter.startswith(
+        "sha-"
+    )  # store.zarr: named after its folder
     leakage = json.loads((Path(part.location) / "_manifest.json").read_text())["leakage"]
     assert leakage["measured"] is True and leakage["results"]["gate"].startswith("off")
     numbers = leakage["results"]
@@ -237,6 +239,7 @@ def test_bad_inputs(trained: tuple[Path, Path], tmp_path: Path) -> None:
         anonymize(store, other, tmp_path / "pub")
     assert not (tmp_path / "pub").exists()
     assert dataset_name("work/demo.zarr") == "demo" and dataset_name("/x/1st store/") == "ds-1st-store"
+    assert dataset_name("/data/kitchen/latents.zarr") == "kitchen" and dataset_name("w/cams/store/") == "cams"
 
 
 def test_published_ids_are_keyed_pseudonyms_stable_across_republishes(
