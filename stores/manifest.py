@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -129,8 +130,17 @@ def _media_files(root: Path, extensions: tuple[str, ...]) -> list[Path]:
 
 
 def _read_csv(file: Path) -> pa.Table:
-    with open(file, newline="", encoding="utf-8-sig") as f:
-        header = next(csv.reader(f), [])
+    try:
+        with open(file, newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f), [])
+            for _ in f:  # the whole file must be UTF-8, not only its header
+                pass
+    except UnicodeDecodeError as e:
+        line = _line_of(file, e)
+        raise ManifestError(
+            f"{file}: not UTF-8 text (byte {e.object[e.start : e.start + 1]!r} on line {line}); "
+            "save the CSV as UTF-8 (e.g. `iconv -f latin1 -t utf-8`) or write the manifest as Parquet"
+        ) from None
     options = pacsv.ConvertOptions(
         column_types={name: pa.string() for name in header if name in _STRING_COLUMNS},
         strings_can_be_null=True,
@@ -140,6 +150,16 @@ def _read_csv(file: Path) -> pa.Table:
         return pacsv.read_csv(file, convert_options=options)
     except pa.ArrowInvalid as e:
         raise ManifestError(f"{file}: not a readable CSV manifest ({e}); fix the file") from e
+
+
+def _line_of(file: Path, e: UnicodeDecodeError) -> int:
+    # the decoder reports an offset within its chunk; find the first bad line from the bytes themselves
+    for number, raw in enumerate(file.read_bytes().splitlines(), start=1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return number
+    return 1
 
 
 def _read_parquet(file: Path) -> pa.Table:
@@ -283,10 +303,20 @@ def _private_column(table: pa.Table, name: str, file: Path) -> pa.ChunkedArray:
         return column.cast(pa.string())
     if pa.types.is_boolean(kind):
         return column.cast(pa.int64())
+    if pa.types.is_floating(kind) and _whole_numbers(column):
+        # pandas writes an integer column with missing values as float (3.0, NaN): nullable integers
+        return pc.cast(pc.if_else(pc.is_nan(column), None, column), pa.int64())
     raise ManifestError(
         f"{file}: column {name!r} has type {kind}; private_* columns must hold strings or integers "
         "— convert the values (e.g. round them or write them as text)"
     )
+
+
+def _whole_numbers(column: pa.ChunkedArray) -> bool:
+    values = pc.if_else(pc.is_nan(column), None, column)
+    present = pc.drop_null(values)
+    whole = pc.and_(pc.is_finite(present), pc.equal(pc.floor(present), present))
+    return pc.all(whole).as_py() is not False
 
 
 # --- JSON label parsing --------------------------------------------------------------------------------

@@ -198,3 +198,35 @@ def test_write_then_read_round_trips(tmp_path: Path, name: str) -> None:
 def test_write_refuses_unknown_extension(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="extension"):
         write_manifest(pa.table({"video_id": ["a"], "path": ["/a.mp4"]}), tmp_path / "m.txt")
+
+
+def test_pandas_float_private_labels_with_missing_values_are_nullable_integers(tmp_path: Path) -> None:
+    # pandas writes an integer column that has missing values as float64: 3.0, NaN
+    path = tmp_path / "m.parquet"
+    ages = pa.array([3.0, float("nan"), 41.0])
+    pq.write_table(
+        pa.table({"video_id": ["a", "b", "c"], "path": ["a.mp4", "b.mp4", "c.mp4"], "private_age": ages}),
+        path,
+    )
+    column = read_manifest(path).column("private_age")
+    assert column.type == pa.int64()
+    assert column.to_pylist() == [3, None, 41]
+
+
+@pytest.mark.parametrize("values", [[3.5, float("nan")], [float("inf"), 1.0]])
+def test_float_private_labels_that_are_not_whole_numbers_are_refused(
+    tmp_path: Path, values: list[float]
+) -> None:
+    path = tmp_path / "m.parquet"
+    pq.write_table(
+        pa.table({"video_id": ["a", "b"], "path": ["a.mp4", "b.mp4"], "private_age": values}), path
+    )
+    with pytest.raises(ManifestError, match=r"'private_age'.*strings or integers"):
+        read_manifest(path)
+
+
+def test_a_csv_that_is_not_utf8_is_one_manifest_error(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_bytes("video_id,path\nok,a.mp4\njos\xe9,b.mp4\n".encode("latin-1"))
+    with pytest.raises(ManifestError, match=r"m\.csv: not UTF-8 text .* on line 3\); save the CSV as UTF-8"):
+        read_manifest(path)
