@@ -166,14 +166,19 @@ class PyAVReader:
         path: Path, container: InputContainer, stream: VideoStream, size: tuple[int, int] | None
     ) -> Iterator[np.ndarray]:
         import av
+        from av.video.reformatter import VideoReformatter
 
         resize: dict[str, Any] = (
             {"height": size[0], "width": size[1], "interpolation": "BICUBIC"} if size else {}
         )
+        # One reformatter for the whole stream keeps its swscale context: frame.to_ndarray(format=...)
+        # builds a fresh one per frame, which made PyAV 3-4x slower than decord on small frames.
+        reformatter = VideoReformatter()
         done = 0
         try:
             for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24", **resize)  # (H, W, 3) uint8
+                rgb = reformatter.reformat(frame, format="rgb24", **resize)
+                yield rgb.to_ndarray()  # (H, W, 3) uint8
                 done += 1
         except av.FFmpegError as exc:
             raise DecodeError(f"{path}: stream broken after {done} frames: {_reason(exc)}") from exc
