@@ -9,14 +9,20 @@ a metric from the identities of *other* people (the ``train_videos``: shrinkage 
 clips, labelled by person — the usual re-identification protocol, training and test people disjoint)
 and compares the projected means. Plain cosine is a weak attacker: pooled embeddings are dominated by
 what happens, so the nearest video is usually someone else doing the same thing; a learned metric
-finds who is there. `probe_reid` reports the stronger of the two (higher top-1), and both.
+finds who is there. `probe_reid` reports the stronger of the two (higher top-1), and both, and names
+any attacker that did not run and why (``skipped``).
+
+Two protocols (``ReidResult.protocol``): ``within-split`` ranks the chosen videos among themselves
+(a video's own clips never match); ``cross-split`` (``queries`` and ``groups`` given) ranks each query
+video against every other chosen video, from any split, whose group (its action) differs from the
+query's, so a match is the same person doing something else.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
@@ -47,6 +53,8 @@ class ReidResult:
     metrics: RetrievalMetrics
     attackers: dict[str, RetrievalMetrics]
     num_train_identities: int  # people the learned metric was fitted on (0 = cosine only)
+    protocol: str = "within-split"
+    skipped: dict[str, str] = field(default_factory=dict)  # attacker -> why it did not run
 
 
 def _with_identity(clips: Clips, identities: Mapping[str, object], videos: Sequence[str] | None) -> list[str]:
@@ -81,39 +89,63 @@ def probe_reid(
     identities: Mapping[str, object],
     videos: Sequence[str] | None = None,
     train_videos: Sequence[str] = (),
+    *,
+    queries: Sequence[str] | None = None,
+    groups: Mapping[str, object] | None = None,
 ) -> ReidResult:
     """Same-identity retrieval across videos among ``videos`` (default: every video with clips and an
     identity); a video's own clips never count as a match. With ``train_videos`` (whose people must
-    not be among ``videos``'), the ``lda`` attacker learns its metric on them."""
+    not be among the queried ones), the ``lda`` attacker learns its metric on them.
+
+    ``queries`` (a subset of ``videos``) with ``groups`` (``{video: action}``) is the cross-split
+    protocol: only those videos are queried, each against the chosen videos of another group."""
     chosen = _with_identity(clips, identities, videos)
     if len(chosen) < 2:
         raise ProbeError("re-identification needs at least two videos with clips and an identity")
     ids = np.array([str(identities[v]) for v in chosen])
-    overlap = {str(identities[v]) for v in _with_identity(clips, identities, train_videos)} & set(ids)
+    if queries is None:
+        query_idx, protocol = np.arange(len(chosen)), "within-split"
+        owner = np.array(chosen)  # a video is its own group: its own clips never count
+    else:
+        wanted = set(queries)
+        query_idx = np.array([i for i, v in enumerate(chosen) if v in wanted], dtype=np.int64)
+        protocol = "cross-split"
+        owner = np.array([str((groups or {}).get(v, v)) for v in chosen])  # same action never counts
+        if len(query_idx) == 0:
+            raise ProbeError("re-identification: none of the query videos has clips and an identity")
+    queried = set(ids[query_idx])
+    overlap = {str(identities[v]) for v in _with_identity(clips, identities, train_videos)} & queried
     if overlap:
         raise ProbeError(
             f"re-identification: {len(overlap)} people are both queried and in the metric's training "
             "videos; the learned metric would have seen them"
         )
     means = video_means(clips, chosen)
-    attackers = {"cosine": _retrieve(l2_normalise(means), ids, chosen)}
+    attackers = {"cosine": _retrieve(l2_normalise(means), ids, owner, query_idx)}
+    skipped: dict[str, str] = {}
     fitted = fit_identity_metric(clips, identities, train_videos) if train_videos else None
     people = 0
     if fitted is not None:
         mean, projection, people = fitted
-        attackers["lda"] = _retrieve(l2_normalise((means - mean) @ projection), ids, chosen)
+        attackers["lda"] = _retrieve(l2_normalise((means - mean) @ projection), ids, owner, query_idx)
+    else:
+        skipped["lda"] = (
+            "no training videos of people other than the queried ones"
+            if not train_videos
+            else "fewer than two unqueried people have more than one training video"
+        )
     best = max(attackers, key=lambda name: attackers[name].top1)
-    return ReidResult(best, attackers[best], attackers, people)
+    return ReidResult(best, attackers[best], attackers, people, protocol, skipped)
 
 
-def _retrieve(emb: np.ndarray, ids: np.ndarray, chosen: list[str]) -> RetrievalMetrics:
-    """Exact cosine retrieval of unit rows ``emb`` (V, K) among themselves, in query blocks."""
+def _retrieve(emb: np.ndarray, ids: np.ndarray, owner: np.ndarray, query_idx: np.ndarray) -> RetrievalMetrics:
+    """Exact cosine retrieval of unit rows ``emb`` (V, K) for the rows ``query_idx``, among all rows
+    except those of the query's ``owner`` group, in query blocks."""
     index = faiss.IndexFlatIP(emb.shape[1])
     index.add(emb)
-    groups = np.array(chosen)  # a video is its own group: its own clips never count
-    block = max(1, QUERY_BLOCK // len(chosen))  # a full ranking is (Q, N): bound what is held at once
+    block = max(1, QUERY_BLOCK // len(owner))  # a full ranking is (Q, N): bound what is held at once
     parts = []
-    for start in range(0, len(chosen), block):
-        queries = np.arange(start, min(start + block, len(chosen)))
-        parts.append(retrieval_per_query(rank_by_cosine(index, emb[queries]), ids, groups, queries))
-    return summarise_retrieval(np.concatenate(parts), len(chosen))
+    for start in range(0, len(query_idx), block):
+        queries = query_idx[start : start + block]
+        parts.append(retrieval_per_query(rank_by_cosine(index, emb[queries]), ids, owner, queries))
+    return summarise_retrieval(np.concatenate(parts), len(owner))

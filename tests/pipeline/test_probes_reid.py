@@ -138,3 +138,39 @@ def test_learned_metric_on_noise_stays_near_chance() -> None:
     assert r.num_train_identities == 60
     m = r.attackers["lda"]
     assert abs(m.top1 - m.chance_top1) < 0.05 and abs(m.map - m.chance_map) < 0.03
+
+
+def test_cross_split_queries_only_other_actions_of_any_split() -> None:
+    """Each test person has one test video (action 0) and three in val: within the test split nothing
+    can be found; cross-split, every query is ranked against the other actions' videos of every split
+    and finds the person's own val videos."""
+    clips, identities = _joined(_people(0, 30, "train"), _people(1, 20, "test"))
+    queries = [v for v in identities if v.startswith("test") and v.endswith("-0")]
+    actions = {v: v.rsplit("-", 1)[1] for v in identities}
+    with pytest.raises(ProbeError, match="no query has a same-id item"):
+        probe_reid(clips, identities, queries)
+    train = [v for v in identities if v.startswith("train")]
+    r = probe_reid(clips, identities, None, train_videos=train, queries=queries, groups=actions)
+    assert r.protocol == "cross-split" and r.skipped == {}
+    m = r.attackers["cosine"]
+    assert m.num_queries == 20 and m.num_items == len(identities)
+    # the gallery of a query is every video of actions 1-3 (50 people x 3), 3 of them its own person's
+    assert m.chance_top1 == pytest.approx(3 / 150)
+    assert r.attacker == "lda" and r.metrics.top1 > 5 * m.chance_top1, r
+
+
+def test_cross_split_matches_a_brute_force_ranking() -> None:
+    clips, identities = _people(2, 12, "p")
+    queries = [v for v in sorted(identities) if v.endswith("-1")]
+    actions = {v: v.rsplit("-", 1)[1] for v in identities}
+    r = probe_reid(clips, identities, None, queries=queries, groups=actions)
+    videos = sorted(identities)
+    means = l2_normalise(video_means(clips, videos))
+    hits = []
+    for q in queries:
+        i = videos.index(q)
+        others = [j for j, v in enumerate(videos) if actions[v] != actions[q]]
+        best = others[int(np.argmax(means[others] @ means[i]))]
+        hits.append(identities[videos[best]] == identities[q])
+    assert r.attackers["cosine"].top1 == pytest.approx(np.mean(hits))
+    assert r.skipped == {"lda": "no training videos of people other than the queried ones"}
