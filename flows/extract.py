@@ -399,19 +399,15 @@ def _run(
         video = state[video_id]
         if video.error is None and video.plan is None:
             video.error = "the decoder produced no clips"
-        if video.error is None:
-            result.ok += 1
-            result.motion_clips += len(video.motion) if video.motion is not None else 0
-            result.static_clips += len(video.static) if video.static is not None else 0
-        else:
-            result.failed += 1
-            result.errors.append((video_id, video.error))
         advance(clips_per_s=enc.clips_done / max(time.perf_counter() - started, 1e-9))
         if left[u] == 0:
             members = [state[ids[i]] for i in units[u]]
-            part_id = LatentCache.part_id_for([ids[i] for i in units[u]])
-            cache.write_part(part_id, build_part(inputs, members, dim))
-            result.parts.append(part_id)
+            unit_ids = [ids[i] for i in units[u]]
+            part_id = unit_part_id(unit_ids, members, cache.attrs)
+            wrote = cache.write_part(part_id, build_part(inputs, members, dim))
+            if wrote:
+                result.parts.append(part_id)
+            _count(result, unit_ids, members, wrote)
             for member in members:  # written: keep memory bounded on long runs
                 member.motion = member.static = member.tokens = None
 
@@ -443,6 +439,33 @@ def _run(
         settle()
     enc.flush()
     settle()
+
+
+def unit_part_id(video_ids: list[str], videos: list[_Video], attrs: CacheAttrs) -> str:
+    """The part id of a finished unit, keyed by content: each input's id, file fingerprint (size and
+    mtime_ns, taken before decoding) and outcome, and the store's settings. A fixed or changed input
+    makes a new part, which, written last, is what readers believe; the same unit done again with the
+    same outcome is the part already there."""
+    content = []
+    for video in videos:
+        size, mtime_ns = video.fingerprint or (-1, -1)
+        content.append(f"{size}\t{mtime_ns}\t{'ok' if video.error is None else 'error'}")
+    return LatentCache.part_id_for(video_ids, content=content, settings=attrs)
+
+
+def _count(result: ExtractResult, video_ids: list[str], videos: list[_Video], wrote: bool) -> None:
+    """Add a written (or already present) unit to the run's counts: an ok input whose identical part
+    was already in the store counts as already there, not extracted."""
+    for video_id, video in zip(video_ids, videos, strict=True):
+        if video.error is not None:
+            result.failed += 1
+            result.errors.append((video_id, video.error))
+        elif not wrote:
+            result.skipped += 1
+        else:
+            result.ok += 1
+            result.motion_clips += len(video.motion) if video.motion is not None else 0
+            result.static_clips += len(video.static) if video.static is not None else 0
 
 
 def build_part(inputs: pa.Table, videos: list[_Video], dim: int) -> PartData:

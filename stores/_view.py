@@ -57,10 +57,11 @@ class Resolution:
 def resolve(parts: Sequence[TrustedPart], videos: Sequence[pa.Table]) -> Resolution:
     """Decide, for every video seen in any part, which attempt readers believe.
 
-    A video ok in several parts keeps the rows of its most recently written file version (same
-    size and mtime) from the part with the smallest part_id, so a re-run unit adds no duplicates
-    and a changed file's re-extraction replaces the old rows. A video is an error when its latest
-    attempt failed.
+    The latest attempt of a video decides: when it failed, the video is an error and none of its
+    older rows are served (they came from a file that has changed or gone since); when it was ok,
+    readers keep the rows of that file version (same size and mtime) from the part with the smallest
+    part_id, so a re-run unit adds no duplicates and a changed file's re-extraction replaces the old
+    rows: a reader sees one version of each video.
     """
     attempts: dict[str, list[_Attempt]] = defaultdict(list)
     for index, (part, table) in enumerate(zip(parts, videos, strict=True)):
@@ -74,14 +75,13 @@ def resolve(parts: Sequence[TrustedPart], videos: Sequence[pa.Table]) -> Resolut
     fingerprint: dict[str, tuple[int, int]] = {}
     failed: dict[str, int] = {}
     for video_id, tries in attempts.items():
-        oks = [a for a in tries if a.ok]
-        if oks:
-            newest = max(oks, key=lambda a: a.when).fingerprint
-            owner[video_id] = min(a.part for a in oks if a.fingerprint == newest)
-            fingerprint[video_id] = newest
         latest = max(tries, key=lambda a: a.when)
         if not latest.ok:
             failed[video_id] = latest.part
+            continue
+        newest = latest.fingerprint
+        owner[video_id] = min(a.part for a in tries if a.ok and a.fingerprint == newest)
+        fingerprint[video_id] = newest
     return Resolution(owner, fingerprint, failed)
 
 

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +23,7 @@ import pydantic
 import zarr
 import zarr.errors
 
-from stores import _parts, _view
+from stores import _atomic, _parts, _view
 from stores._cache_types import (
     CLIPS_SCHEMA,
     ERRORS_SCHEMA,
@@ -53,6 +54,7 @@ logger = logging.getLogger(__name__)
 KIND = "aam-pipeline/latent-cache"  # the root attribute that tells our stores from other zarr groups
 STORE_JSON = "store.json"
 PARTS = "parts"
+WRITER_LOCK = ".lock-writer"  # one extraction writer per store (an flock; names its holder)
 IO_THREADS = 8
 T = TypeVar("T")
 R = TypeVar("R")
@@ -92,7 +94,23 @@ class LatentCache:
         except zarr.errors.ContainsGroupError:  # another process created it meanwhile
             return cls.create_or_open(url, attrs, storage_options=storage_options)
         zarr.open_group(store, path=PARTS, mode="a")
+        if root.local:  # the store's markers are durable before any part names them
+            _atomic.fsync_tree(root.path)
         return cls(root, attrs)
+
+    @staticmethod
+    @contextmanager
+    def writer_lock(url: str | Path) -> Iterator[None]:
+        """Hold the store's writer lock while the block runs: one extraction run per store at a time.
+        A second one gets WriterBusyError at once, naming the holder's pid, host and start time; the lock
+        goes with its process, so a killed writer never leaves it held. The folder need not exist yet.
+        On object stores (no flock) this does nothing: give each concurrent writer its own units."""
+        root = StoreRoot.from_url(url)
+        if not root.local:
+            yield
+            return
+        with _atomic.writer_lock(root.join(WRITER_LOCK), f"the latent cache {root.url}"):
+            yield
 
     @classmethod
     def open(cls, url: str | Path, *, storage_options: dict[str, Any] | None = None) -> LatentCache:
@@ -132,9 +150,24 @@ class LatentCache:
     # --- writing -------------------------------------------------------------------------------------
 
     @staticmethod
-    def part_id_for(video_ids: Sequence[str]) -> str:
-        """Deterministic part id of a work unit: 16 hex chars of sha256 over its sorted video ids."""
-        digest = hashlib.sha256("\n".join(sorted(set(video_ids))).encode())
+    def part_id_for(
+        video_ids: Sequence[str],
+        *,
+        content: Sequence[str] | None = None,
+        settings: CacheAttrs | None = None,
+    ) -> str:
+        """Deterministic part id of a work unit: 16 hex chars of sha256 over its sorted video ids.
+
+        `content`, one string per video (aligned with `video_ids`: its file's fingerprint and the
+        attempt's outcome), and `settings` (the store's attributes) make the id name the unit's content:
+        a changed file or a different outcome is a new part, the same unit done again the same part."""
+        if content is None:
+            lines = sorted(set(video_ids))
+        else:
+            lines = sorted({f"{v}\t{c}" for v, c in zip(video_ids, content, strict=True)})
+        if settings is not None:
+            lines.append(settings.model_dump_json())
+        digest = hashlib.sha256("\n".join(lines).encode())
         return digest.hexdigest()[:16]
 
     def write_part(self, part_id: str, data: PartData) -> bool:
@@ -152,7 +185,11 @@ class LatentCache:
         tmp = self._root.join(PARTS, f"{_parts.TMP_PREFIX}{part_id}-{uuid.uuid4().hex}")
         try:
             _parts.write_files(self._root, tmp, part_id, prepared)
-            return self._publish(tmp, final, part_id)
+            _atomic.fsync_tree(tmp)  # every byte durable before the rename that commits the part
+            published = self._publish(tmp, final, part_id)
+            if published:
+                _atomic.fsync_dir(self._root.join(PARTS))  # and the rename itself
+            return published
         finally:
             self._root.remove_tree(tmp)
 
@@ -337,7 +374,7 @@ def _check_free(root: StoreRoot) -> None:
         raise StoreError(f"{root.url} is a file; pass a folder path as --out")
     # What a creation killed before its last step leaves behind may be reused.
     leftovers = {n for n in root.list_names(root.path) if not n.startswith(f"{STORE_JSON}.tmp-")}
-    leftovers -= {STORE_JSON, PARTS}
+    leftovers -= {STORE_JSON, PARTS, WRITER_LOCK}
     leftovers |= {f"{PARTS}/{n}" for n in root.list_names(root.join(PARTS))} - {f"{PARTS}/zarr.json"}
     if leftovers:
         shown = ", ".join(sorted(leftovers)[:5])
