@@ -46,7 +46,13 @@ def extract(
     static_frames: Annotated[int, typer.Option(help="K evenly spaced static clips per video.")] = 10,
     tokens: Annotated[bool, typer.Option(help="Also store temporal tokens [T', D] per clip.")] = False,
     float16: Annotated[bool, typer.Option(help="Store embeddings as float16.")] = False,
-    reader: Annotated[str, typer.Option(help="Video decoder: decord or pyav.")] = "decord",
+    reader: Annotated[
+        str,
+        typer.Option(
+            help="Video decoder: pyav (default), decord, or torchcodec (CUDA installs with the "
+            "torchcodec extra). A decode error is retried once with the other CPU reader."
+        ),
+    ] = "pyav",
     device: Annotated[str, typer.Option(help="auto (CUDA if present) | cpu | cuda | cuda:N")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Clips per encoder batch.")] = 32,
     decode_workers: Annotated[

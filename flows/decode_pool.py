@@ -66,7 +66,7 @@ Event = Planned | Chunk | Done | Failed
 class DecodeSettings:
     spec: ClipSpec
     frame: FrameSize
-    reader: str = "decord"
+    reader: str = "pyav"
     chunk: int = 16
 
 

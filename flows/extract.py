@@ -37,6 +37,7 @@ from flows.progress import progress
 from pipeline.data.clips import ClipSpec
 from pipeline.data.decode import FrameSize, MediaPlan
 from pipeline.data.transforms import Preprocess
+from pipeline.data.video import require_torchcodec
 from pipeline.encoders.base import LoadedEncoder
 from pipeline.encoders.registry import build_encoder
 from pipeline.errors import ConfigError
@@ -60,7 +61,9 @@ class ExtractConfig(BaseModel):
     static_frames: int = Field(10, ge=0)
     tokens: bool = False
     dtype: Literal["float32", "float16"] = "float32"
-    reader: Literal["decord", "pyav"] = "decord"
+    reader: Literal["pyav", "decord", "torchcodec"] = Field(
+        "pyav", description="video decoder; a decode error is retried once with the other CPU reader"
+    )
     device: str = "auto"
     allow_download: bool = False
     batch_size: int = Field(32, ge=1)
@@ -269,6 +272,8 @@ def extract(
     at once (flows/prefect_extract.py), whose owner cleans up when no writer is left. `encoder`: the encoder
     `load_encoder(config)` gives, already loaded (reused across the work units one process runs)."""
     config = config or ExtractConfig()
+    if config.reader == "torchcodec":
+        require_torchcodec()  # before the encoder loads
     start = time.perf_counter()
     encoder = encoder or load_encoder(config)
     spec = clip_spec(config, encoder)
@@ -361,6 +366,8 @@ def clip_spec(config: ExtractConfig, encoder: LoadedEncoder) -> ClipSpec:
 
 def decode_settings(config: ExtractConfig, encoder: LoadedEncoder, spec: ClipSpec) -> DecodeSettings:
     """What every decode worker needs: clip placement, frame size, decoder, clips per chunk."""
+    if config.reader == "torchcodec":
+        require_torchcodec()  # refused here, once, not as one failure per video
     frame = FrameSize(encoder.preprocess.resize, encoder.preprocess.crop)
     return DecodeSettings(spec, frame, config.reader, chunk=max(1, config.batch_size // 2))
 

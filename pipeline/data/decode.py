@@ -15,7 +15,8 @@ from typing import Protocol
 import numpy as np
 
 from pipeline.data.clips import ClipSpec, cut_clips, plan_static, plan_windows, window_times
-from pipeline.data.video import get_reader, is_image, read_image, scaled_size
+from pipeline.data.video import DEFAULT_READER, FALLBACK, get_reader, is_image, read_image, scaled_size
+from pipeline.errors import DecodeError
 
 
 class FrameGeometry(Protocol):
@@ -67,13 +68,21 @@ def centre_crop(frame: np.ndarray, crop: int) -> np.ndarray:
     return frame[top : top + crop, left : left + crop]
 
 
-def plan_media(path: str | Path, spec: ClipSpec, reader: str = "decord") -> MediaPlan:
-    """Probe an input and place its clips. Images have one static clip and no motion clip."""
+def plan_media(path: str | Path, spec: ClipSpec, reader: str = DEFAULT_READER) -> MediaPlan:
+    """Probe an input and place its clips. Images have one static clip and no motion clip. A probe
+    error is retried once with the fallback reader (`video.FALLBACK`)."""
     if is_image(path):
         return MediaPlan(
             "image", 1, 0.0, np.zeros((0, spec.frames_per_clip), np.int64), np.zeros(1, np.int64)
         )
-    info = get_reader(reader).probe(path)
+    try:
+        info = get_reader(reader).probe(path)
+    except DecodeError as first:
+        other = FALLBACK[reader]
+        try:
+            info = get_reader(other).probe(path)
+        except DecodeError as second:
+            raise _both_failed(path, reader, first, other, second) from second
     windows = plan_windows(info.num_frames, spec)
     fps = info.fps if info.fps > 0 else 25.0
     t_start, t_end = window_times(windows, fps)
@@ -89,28 +98,71 @@ def plan_media(path: str | Path, spec: ClipSpec, reader: str = "decord") -> Medi
 
 
 def decode_chunks(
-    path: str | Path, plan: MediaPlan, pre: FrameGeometry, chunk: int = 16, reader: str = "decord"
+    path: str | Path, plan: MediaPlan, pre: FrameGeometry, chunk: int = 16, reader: str = DEFAULT_READER
 ) -> Iterator[ClipChunk]:
     """Stream the clips of `plan` out of one decoding pass, at most `chunk` clips per yield; frames
-    come resized (short side `pre.resize`) and centre-cropped to `pre.crop` x `pre.crop`."""
-    crop = pre.crop
+    come resized (short side `pre.resize`) and centre-cropped to `pre.crop` x `pre.crop`.
+
+    A decode error is retried once with the fallback reader (`video.FALLBACK`), which yields only the
+    clips not yielded before the error; when it fails too, the DecodeError names both readers and why."""
     if plan.kind == "image":
-        image = read_image(path)
-        h, w = scaled_size(image.shape[0], image.shape[1], pre.resize)
-        resized = _resize(image, h, w)
-        yield ClipChunk(
-            np.zeros((0, 0, crop, crop, 3), np.uint8),
-            np.zeros(0, np.int64),
-            centre_crop(resized, crop)[None],
-            np.zeros(1, np.int64),
-        )
+        yield _image_chunk(path, pre)
         return
+    sent: set[tuple[str, int]] = set()
+    try:
+        yield from _video_chunks(path, plan, pre, chunk, reader, sent)
+    except DecodeError as first:
+        other = FALLBACK[reader]
+        try:
+            yield from _video_chunks(path, plan, pre, chunk, other, sent)
+        except DecodeError as second:
+            raise _both_failed(path, reader, first, other, second) from second
+
+
+def _both_failed(
+    path: str | Path, reader: str, first: Exception, other: str, second: Exception
+) -> DecodeError:
+    prefix = f"{path}: "
+
+    def why(err: Exception) -> str:
+        text = str(err)
+        return text[len(prefix) :] if text.startswith(prefix) else text
+
+    return DecodeError(f"{path}: {reader} failed: {why(first)}; retried with {other}: {why(second)}")
+
+
+def _image_chunk(path: str | Path, pre: FrameGeometry) -> ClipChunk:
+    crop = pre.crop
+    image = read_image(path)
+    h, w = scaled_size(image.shape[0], image.shape[1], pre.resize)
+    resized = _resize(image, h, w)
+    return ClipChunk(
+        np.zeros((0, 0, crop, crop, 3), np.uint8),
+        np.zeros(0, np.int64),
+        centre_crop(resized, crop)[None],
+        np.zeros(1, np.int64),
+    )
+
+
+def _video_chunks(
+    path: str | Path, plan: MediaPlan, pre: FrameGeometry, chunk: int, reader: str, sent: set[tuple[str, int]]
+) -> Iterator[ClipChunk]:
+    """One decoding pass with `reader`; skips the clips in `sent` and adds those it yields."""
+    crop = pre.crop
     frames = get_reader(reader).iter_frames(path, short_side=pre.resize)
     motion: list[np.ndarray] = []
     motion_idx: list[int] = []
     static: list[np.ndarray] = []
     static_idx: list[int] = []
+
+    def flush() -> ClipChunk:
+        sent.update(("motion", i) for i in motion_idx)
+        sent.update(("static", i) for i in static_idx)
+        return _chunk(motion, motion_idx, static, static_idx, plan.windows.shape[1], crop)
+
     for kind, index, clip in cut_clips(frames, plan.windows, plan.static_frames):
+        if (kind, index) in sent:
+            continue
         if kind == "motion":
             motion.append(np.stack([centre_crop(f, crop) for f in clip]))
             motion_idx.append(index)
@@ -118,10 +170,10 @@ def decode_chunks(
             static.append(centre_crop(clip[0], crop))
             static_idx.append(index)
         if len(motion) + len(static) >= chunk:
-            yield _chunk(motion, motion_idx, static, static_idx, plan.windows.shape[1], crop)
+            yield flush()
             motion, motion_idx, static, static_idx = [], [], [], []
     if motion or static:
-        yield _chunk(motion, motion_idx, static, static_idx, plan.windows.shape[1], crop)
+        yield flush()
 
 
 def _chunk(

@@ -260,16 +260,44 @@ def _native_size(path: Path) -> tuple[int, int]:
         container.close()
 
 
-_READERS: dict[str, type[DecordReader] | type[PyAVReader]] = {"decord": DecordReader, "pyav": PyAVReader}
+READERS = ("pyav", "decord", "torchcodec")
+DEFAULT_READER = "pyav"  # maintained, and as fast as decord once its swscale context is kept
+# The reader a decode error is retried with once (torchcodec's errors are retried on the CPU).
+FALLBACK = {"pyav": "decord", "decord": "pyav", "torchcodec": "pyav"}
 
 
 def get_reader(name: str, *, num_threads: int = 1) -> VideoReader:
-    """The reader called ``name`` ("decord", the default, or "pyav")."""
+    """The reader called ``name``: "pyav" (the default), "decord" or "torchcodec" (CUDA installs)."""
+    if name == "pyav":
+        return PyAVReader(num_threads=num_threads)
+    if name == "decord":
+        return DecordReader(num_threads=num_threads)
+    if name == "torchcodec":
+        require_torchcodec()
+        raise ConfigError(
+            "--reader torchcodec imports, but this build has no torchcodec reader yet; use --reader pyav"
+        )
+    raise ConfigError(f"unknown video reader {name!r}; choose one of: {', '.join(READERS)}")
+
+
+def require_torchcodec() -> None:
+    """Raise ConfigError saying what to install unless torchcodec imports next to a CUDA torch."""
+    install = (
+        "install a CUDA build of torch, FFmpeg 5-7 shared libraries and the extra "
+        "(pip install 'aam-pipeline[torchcodec]'), or use --reader pyav"
+    )
+    import importlib.util
+
+    if importlib.util.find_spec("torchcodec") is None:
+        raise ConfigError(f"--reader torchcodec needs the torchcodec package: {install}")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--reader torchcodec decodes on a CUDA GPU and this torch sees none: {install}")
     try:
-        cls = _READERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown video reader {name!r}; choose one of: {', '.join(_READERS)}") from None
-    return cls(num_threads=num_threads)
+        import torchcodec  # noqa: F401
+    except (ImportError, OSError, RuntimeError) as exc:
+        raise ConfigError(f"--reader torchcodec does not import ({_reason(exc)}): {install}") from exc
 
 
 # --------------------------------------------------------------------------- images
