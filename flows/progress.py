@@ -17,7 +17,8 @@ class Advance(Protocol):
 def progress(
     description: str, total: int, unit: str = "items", *, bar: bool | None = None
 ) -> Iterator[Advance]:
-    """Yield `advance(n, **rates)`; draws a rich bar when stderr is a terminal, else logs every ~5 s."""
+    """Yield `advance(n, **rates)`; draws a rich bar when stderr is a terminal, else logs every ~5 s;
+    both show the time left (ETA) once an item is done."""
     if bar is None:
         bar = sys.stderr.isatty()
     if bar:
@@ -64,6 +65,18 @@ def progress(
             last = now
             extra = " ".join(f"{k}={v:.3g}" for k, v in fields.items())
             rate = done / max(now - start, 1e-9)
-            print(f"{description}: {done}/{total} {unit} ({rate:.1f}/s) {extra}".rstrip(), file=sys.stderr)
+            eta = f" ETA {format_eta((total - done) / rate)}" if 0 < done < total and rate > 0 else ""
+            line = f"{description}: {done}/{total} {unit} ({rate:.1f}/s{eta}) {extra}"
+            print(line.rstrip(), file=sys.stderr)
 
     yield advance_log
+
+
+def format_eta(seconds: float) -> str:
+    """Time left as ``42s``, ``3m05s`` or ``2h07m``."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
