@@ -52,14 +52,29 @@ def _attackers() -> dict[str, FitConfig]:
 
 
 class LeakageConfig(_Frozen):
-    """Attribute leakage: attackers trained on train-split clips, scored on test-split videos."""
+    """Attribute leakage: the attacker panel (`pipeline.probes.attackers`) trained on the clips of the
+    train and val videos, scored on test-split videos, with a bootstrap interval over people."""
 
-    attackers: dict[str, FitConfig] = Field(default_factory=_attackers)
+    attackers: dict[str, FitConfig] = Field(
+        default_factory=_attackers, description="the panel's torch attackers (linear, mlp) by name"
+    )
+    panel: Literal["fast", "full"] = Field(
+        default="fast", description="fast: linear, mlp, knn_cosine; full: + logreg_cv, mlp_wide, hgb_pca"
+    )
     aggregate: Literal["video", "clip"] = Field(
         default="video", description="video: score a test video by its clips' mean probabilities"
     )
-    train_split: str = "train"
+    train_splits: tuple[str, ...] = Field(
+        default=("train", "val"), min_length=1, description="the attackers' labelled data"
+    )
     test_split: str = "test"
+    bootstrap: int = Field(default=200, ge=0, description="resamples of test people for the 95% interval")
+    seed: int = 0
+
+    @property
+    def train_split(self) -> str:
+        """The attackers' splits as one name (``train+val``), for records written by older readers."""
+        return "+".join(self.train_splits)
 
 
 class TemporalConfig(_Frozen):

@@ -10,7 +10,7 @@ global torch RNG is left as it was.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -127,8 +127,16 @@ def class_weights(y: np.ndarray, num_classes: int) -> torch.Tensor:
     return torch.from_numpy(w.astype(np.float32))
 
 
-def fit_probe(x: np.ndarray, y: np.ndarray, cfg: FitConfig, *, num_classes: int | None = None) -> Probe:
-    """Fit a probe on features ``x`` (N, D) and class indices ``y`` (N,) in ``[0, num_classes)``."""
+def fit_probe(
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: FitConfig,
+    *,
+    num_classes: int | None = None,
+    after_pass: Callable[[Probe], None] | None = None,
+) -> Probe:
+    """Fit a probe on features ``x`` (N, D) and class indices ``y`` (N,) in ``[0, num_classes)``;
+    ``after_pass`` sees the probe as it stands after every pass over the data (the oracle's epochs)."""
     y = np.asarray(y, dtype=np.int64)
     if x.ndim != 2 or y.shape != (x.shape[0],) or len(y) == 0:
         raise ProbeError(f"fit_probe: need x (N, D) and y (N,) with N > 0, got {x.shape} and {y.shape}")
@@ -154,6 +162,8 @@ def fit_probe(x: np.ndarray, y: np.ndarray, cfg: FitConfig, *, num_classes: int 
                 loss.backward()
                 opt.step(cfg.lr * 0.5 * (1.0 + math.cos(math.pi * step / cfg.steps)))  # cosine decay to 0
                 step += 1
+            if after_pass is not None:
+                after_pass(Probe(standardise, net, c, cfg))
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)

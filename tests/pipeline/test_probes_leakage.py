@@ -38,7 +38,9 @@ def test_attackers_find_planted_attributes(planted: ProbeData, kind: str) -> Non
     clips = planted.static if kind == "static" else planted.motion
     results = probe_leakage(clips, planted.attributes, planted.splits, FAST)
     assert [(r.attribute, r.attacker) for r in results] == [
-        (a, k) for a in ("private_gender", "private_skin_tone", "private_clothing") for k in ("linear", "mlp")
+        (a, k)
+        for a in ("private_gender", "private_skin_tone", "private_clothing")
+        for k in ("linear", "mlp", "knn_cosine")
     ]
     for r in results:
         assert r.cmap > r.chance + 0.3, r
