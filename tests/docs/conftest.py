@@ -42,3 +42,22 @@ def publication(tmp_path_factory: pytest.TempPathFactory) -> Publication:
         for v, i in zip(clips["video_id"].to_pylist(), clips["clip_index"].to_pylist(), strict=True)
     ]
     return Publication(root, ids, emb / np.linalg.norm(emb, axis=1, keepdims=True))
+
+
+@dataclass(frozen=True)
+class Store:
+    url: Path  # a latent cache with two parts and one failed video
+    videos: int  # videos that completed ok
+    motion_clips: int
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    from stores.latent_cache import LatentCache
+    from tests.stores.test_latent_cache import ATTRS, make_part
+
+    url = tmp_path_factory.mktemp("docs") / "store.zarr"
+    cache = LatentCache.create_or_open(url, ATTRS)
+    cache.write_part("p1", make_part(VIDEOS[:3], clips=3))
+    cache.write_part("p2", make_part(VIDEOS[3:6], clips=2, failed=[VIDEOS[5]], reason="corrupt"))
+    return Store(url, videos=5, motion_clips=3 * 3 + 2 * 2)

@@ -1,6 +1,6 @@
-"""The code blocks of docs/*.md: the data-team snippets run against a tiny publication and find the
-right clips; every other Python block compiles and imports names that exist; every `aam-pipeline`
-command line in a shell block uses a verb and options its --help lists."""
+"""The code blocks of docs/*.md: the data-team snippets run against a tiny publication and find
+the right clips; the latent-cache snippet reads a tiny store; every other Python block compiles and
+imports names that exist; every `aam-pipeline` line in a shell block uses options its --help lists."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.docs.conftest import DIM, Publication
+from tests.docs.conftest import DIM, Publication, Store
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -32,8 +32,10 @@ def _blocks(language: str) -> list[tuple[str, int, str]]:
     return found
 
 
+STORE_LINE = re.compile(r'^STORE = "work/demo.zarr".*$', re.MULTILINE)
 DATA_TEAM = [code for name, _, code in _blocks("python") if name == "data-teams.md"]
-OTHER_PYTHON = [b for b in _blocks("python") if b[0] != "data-teams.md"]
+STORE_SNIPPETS = [code for _, _, code in _blocks("python") if STORE_LINE.search(code)]
+OTHER_PYTHON = [b for b in _blocks("python") if b[0] != "data-teams.md" and not STORE_LINE.search(b[2])]
 
 
 def _run(snippet: str, publication: Publication) -> dict[str, Any]:
@@ -64,6 +66,17 @@ def test_data_team_snippet_runs_and_answers(publication: Publication, number: in
     assert [clip_id for clip_id, _ in top_k] == publication.top_k(query)
     scores = [float(score) for _, score in top_k]
     assert abs(scores[0] - 1.0) < 1e-5 and scores == sorted(scores, reverse=True)
+
+
+def test_latent_cache_snippet_reads_a_store(store: Store) -> None:
+    assert len(STORE_SNIPPETS) == 1, "docs/latent-cache.md reads a store"
+    code = STORE_LINE.sub(f"STORE = {str(store.url)!r}", STORE_SNIPPETS[0])
+    namespace: dict[str, Any] = {"__name__": "docs_snippet"}
+    exec(compile(code, str(DOCS / "latent-cache.md"), "exec"), namespace)
+    view = namespace["view"]
+    assert view.videos.num_rows == store.videos and view.motion.shape == (store.motion_clips, view.attrs.dim)
+    assert namespace["seen"] == store.motion_clips
+    assert list(namespace["failed"].values()) == ["corrupt"]
 
 
 @pytest.mark.parametrize(("name", "number", "code"), OTHER_PYTHON, ids=lambda v: str(v)[:30])
