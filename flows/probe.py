@@ -352,31 +352,53 @@ def _normalised(cmap: float, chance: float) -> float:
 
 
 def _leakage(clips: Clips, labels: Labels, cfg: ProbeConfig) -> dict[str, Any]:
-    """Every attacker on every attribute; an attribute the probe cannot score is skipped by name."""
-    from pipeline.probes.leakage import attack
+    """The attacker panel on every attribute, each figure with its 95% interval over people; the worst
+    attacker per attribute (the leakage) and, with the full panel, the oracle line; an attribute the
+    probe cannot score is skipped by name."""
+    from pipeline.probes.attackers import panel_names
+    from pipeline.probes.leakage import attack_attribute
 
-    attacks, skipped = [], {}
+    attacks: list[Any] = []
+    worst: list[Any] = []
+    oracle: list[Any] = []
+    skipped: dict[str, str] = {}
     for name, values in labels.attributes.items():
-        for attacker_name, attacker in cfg.leakage.attackers.items():
-            try:
-                result = attack(
-                    clips,
-                    values,
-                    labels.splits,
-                    attacker,
-                    attribute=name,
-                    attacker_name=attacker_name,
-                    cfg=cfg.leakage,
-                )
-            except ProbeError as err:
-                skipped[name] = str(err)
-                break
-            attacks.append(_plain(result) | {"leakage": _normalised(result.cmap, result.chance)})
+        try:
+            results, w, o = attack_attribute(
+                clips, values, labels.splits, cfg.leakage, attribute=name, people=labels.identity
+            )
+        except ProbeError as err:
+            skipped[name] = str(err)
+            continue
+        attacks.extend(_plain(r) for r in results)
+        worst.append(_plain(w))
+        oracle.extend([_plain(o)] if o is not None else [])
     if not attacks:
         raise ProbeError(
             "no attribute could be scored: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
         )
-    return {"attacks": attacks, "skipped": skipped}
+    return {
+        "panel": cfg.leakage.panel,
+        "attackers": list(panel_names(cfg.leakage)),
+        "fit_splits": list(cfg.leakage.train_splits),
+        "interval": {"level": 0.95, "resamples": cfg.leakage.bootstrap, "over": worst[0]["resampled"]},
+        "attacks": attacks,
+        "worst": worst,
+        "oracle": oracle,
+        "skipped": skipped,
+    }
+
+
+def reid_protocol(labels: Labels, split: str | None) -> str:
+    """``within-split`` when the queried split is every video or train, or when its people also appear
+    in train (the store's splits are not by person); else ``cross-split``: each queried video against
+    every other video of a different action, from any split (`pipeline.probes.reid`), since people
+    whose videos all lie in one split may have no other video there to find."""
+    if split in (None, "train"):
+        return "within-split"
+    queried = {str(labels.identity.get(v)) for v, s in labels.splits.items() if s == split}
+    in_train = {str(labels.identity.get(v)) for v, s in labels.splits.items() if s == "train"}
+    return "within-split" if queried & in_train else "cross-split"
 
 
 def _reid(clips: Clips, labels: Labels, split: str | None) -> Any:
@@ -391,11 +413,19 @@ def _reid(clips: Clips, labels: Labels, split: str | None) -> Any:
         train = [
             v for v, s in labels.splits.items() if s == "train" and str(labels.identity.get(v)) not in queried
         ]
-    result = probe_reid(clips, labels.identity, videos, train_videos=train)
+    protocol = reid_protocol(labels, split)
+    if protocol == "cross-split":
+        result = probe_reid(
+            clips, labels.identity, None, train_videos=train, queries=videos, groups=labels.actions
+        )
+    else:
+        result = probe_reid(clips, labels.identity, videos, train_videos=train)
     return _plain(result.metrics) | {
         "split": split,
+        "protocol": result.protocol,
         "attacker": result.attacker,
         "attackers": {name: _plain(m) for name, m in result.attackers.items()},
+        "skipped_attackers": result.skipped,
         "num_train_identities": result.num_train_identities,
     }
 
@@ -466,6 +496,12 @@ def probe_set(
     return SetRecord(name=es.name, kind=es.kind, source=es.source, counts=es.counts(), probes=outcomes)
 
 
+def _ci(figure: Mapping[str, Any], key: str = "leakage") -> str:
+    """`` [low, high]`` of ``figure``'s 95% interval of ``key``, or nothing when it has none."""
+    low, high = figure.get(f"{key}_low"), figure.get(f"{key}_high")
+    return "" if low is None or high is None else f" [{low:.3f}, {high:.3f}]"
+
+
 def brief(name: str, outcome: ProbeOutcome) -> str:
     """One line about one probe's outcome, for progress output."""
     if outcome.status == "skipped" or outcome.metrics is None:
@@ -475,16 +511,21 @@ def brief(name: str, outcome: ProbeOutcome) -> str:
         "action": lambda: f"top-1 {m['top1']:.3f} (chance {m['chance_top1']:.3f})",
         "temporal": lambda: f"mAP {m['map']:.3f}",
         "anomaly": lambda: f"frame AUC {m['auc']:.3f} (chance 0.5)",
-        "reid": lambda: f"top-1 {m['top1']:.3f} ({m['attacker']}; chance {m['chance_top1']:.3f})",
+        "reid": lambda: (
+            f"top-1 {m['top1']:.3f} ({m['attacker']}, {m.get('protocol', 'within-split')}; "
+            f"chance {m['chance_top1']:.3f})"
+            + "".join(f"; {k} not run: {why}" for k, why in (m.get("skipped_attackers") or {}).items())
+        ),
         "bias": lambda: f"Δ {m['delta']:.3f}, accuracy {m['accuracy']:.3f}",
     }.get(name)
     if text is not None:
         detail = text()
     else:
-        worst = max(m["attacks"], key=lambda a: a["leakage"])
+        worst = max(m.get("worst") or m["attacks"], key=lambda a: a["leakage"])
         detail = (
-            f"worst cMAP {worst['cmap']:.3f} ({worst['attribute']}, {worst['attacker']}; "
-            f"chance {worst['chance']:.3f})"
+            f"worst cMAP {worst['cmap']:.3f} ({worst['attribute']}, {worst['attacker']} of the "
+            f"{m.get('panel', 'fast')} panel; chance {worst['chance']:.3f}; leakage {worst['leakage']:.3f}"
+            f"{_ci(worst)})"
         )
     return f"{name}: {detail} in {outcome.seconds or 0:.1f} s"
 

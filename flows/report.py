@@ -239,6 +239,15 @@ def compare(record: ProbeRecord, probe_path: str = "") -> dict[str, Any]:
         "metrics": metrics,
         "leakage": leakage,
         "leakage_worst": worst,
+        "reid": {
+            s.name: {
+                "protocol": m.get("protocol", "within-split"),
+                "attacker": m.get("attacker"),
+                "skipped_attackers": m.get("skipped_attackers") or {},
+            }
+            for s in sets
+            if (m := s.probes["reid"].metrics) is not None
+        },
         "bias_groups": {
             s.name: s.probes["bias"].metrics["per_group"]
             for s in sets
@@ -322,6 +331,7 @@ def markdown(report: dict[str, Any]) -> str:
         rows.append([label, "—", *[fmt(v) for v in values], *[fmt(d, signed=True) for d in deltas]])
     lines += _table(header, rows)
     lines += ["", "↓: lower is better (privacy). Δ = set − raw.", ""]
+    lines += _reid_lines(report.get("reid") or {})
     lines += _leakage_sections(report, names, others)
     lines += _bias_section(report, names)
     if report["skipped"]:
@@ -340,6 +350,21 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     lines += [f"* **{k}**: {v}" for k, v in report["definitions"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _reid_lines(reid: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """How re-ID was measured per set: the protocol, the winning attacker, any attacker that did not run."""
+    if not reid:
+        return []
+    lines = []
+    for name, r in reid.items():
+        skipped = "".join(f"; `{k}` not run: {why}" for k, why in r["skipped_attackers"].items())
+        lines.append(f"* `{name}`: {r['protocol']} protocol, won by `{r['attacker']}`{skipped}")
+    how = (
+        "within-split: the queried split's videos among themselves; cross-split: each test video against "
+        "every other video of a different action, from any split (the test people are not in train)."
+    )
+    return ["Re-identification:", "", *lines, "", how, ""]
 
 
 def _coverage_note(s: Mapping[str, Any], store_counts: Mapping[str, int]) -> str:

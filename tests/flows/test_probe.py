@@ -198,7 +198,10 @@ def test_raw_probes_recover_planted_signals(record: ProbeRecord) -> None:
     assert metrics(record, "raw", "anomaly")["auc"] > 0.65  # chance 0.5; MIL over 24 train videos
     reid = metrics(record, "raw", "reid")
     assert reid["top1"] > 0.8 > 3 * reid["chance_top1"] and reid["split"] == "test"
-    assert reid["num_items"] == 16 * 5  # test people x (3 trimmed + untrimmed + anomaly video)
+    # splits by person: each test video queried against every other-action video of every split
+    assert reid["protocol"] == "cross-split" and reid["skipped_attackers"] == {}
+    assert reid["num_items"] == 40 * 5  # all people x (3 trimmed + untrimmed + anomaly video)
+    assert reid["num_queries"] == 16 * 5  # the test split's videos
     assert set(reid["attackers"]) == {"cosine", "lda"} and reid["num_train_identities"] > 0
     assert reid["top1"] == max(a["top1"] for a in reid["attackers"].values())
     assert reid["attackers"][reid["attacker"]]["top1"] == reid["top1"]
@@ -401,3 +404,25 @@ def test_reid_metric_never_trains_on_a_queried_person() -> None:
     labels = SimpleNamespace(splits=splits, identity=data.identities)
     out = _reid(data.motion, labels, "test")  # type: ignore[arg-type]
     assert out["num_train_identities"] == 10 and set(out["attackers"]) == {"cosine", "lda"}
+    assert out["protocol"] == "within-split" and out["skipped_attackers"] == {}
+
+
+def test_reid_on_splits_by_person_uses_the_cross_split_protocol() -> None:
+    """Test people absent from train: each test video is queried against every video of another
+    action, from any split; the record and the CLI line say so."""
+    from types import SimpleNamespace
+
+    from flows.probe import ProbeOutcome, _reid, brief, reid_protocol
+    from pipeline.probes.synthetic import synthetic_probe_data
+
+    data = synthetic_probe_data(0, identities=(10, 10), dim=16, static_per_video=1)
+    labels = SimpleNamespace(splits=data.splits, identity=data.identities, actions=data.actions)
+    assert reid_protocol(labels, "test") == "cross-split"  # type: ignore[arg-type]
+    assert reid_protocol(labels, None) == reid_protocol(labels, "train") == "within-split"  # type: ignore[arg-type]
+    out = _reid(data.motion, labels, "test")  # type: ignore[arg-type]
+    assert out["protocol"] == "cross-split" and out["split"] == "test"
+    with_identity = [v for v in data.identities if v in data.motion.rows_by_video]
+    assert out["num_items"] == len(with_identity)  # the gallery spans every split
+    assert out["num_train_identities"] == 10 and set(out["attackers"]) == {"cosine", "lda"}
+    line = brief("reid", ProbeOutcome(status="ok", seconds=0.1, metrics=out))
+    assert "cross-split" in line and out["attacker"] in line

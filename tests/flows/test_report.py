@@ -279,3 +279,24 @@ def test_near_chance_raw_leakage_is_flagged(tmp_path: Path) -> None:
     md = (tmp_path / "report" / REPORT_MD).read_text()
     assert "| hat | linear | 0.500 | 0.510 | 0.550 | 0.460 | 0.500 | -400.0% † |" in md
     assert "†: raw leakage under 0.05" in md
+
+
+def test_report_says_which_reid_protocol_and_attacker() -> None:
+    from flows.report import _reid_lines
+
+    lines = _reid_lines(
+        {
+            "raw": {"protocol": "cross-split", "attacker": "lda", "skipped_attackers": {}},
+            "published:x": {
+                "protocol": "within-split",
+                "attacker": "cosine",
+                "skipped_attackers": {"lda": "no training videos of people other than the queried ones"},
+            },
+        }
+    )
+    assert "* `raw`: cross-split protocol, won by `lda`" in lines
+    assert any(
+        line.startswith("* `published:x`: within-split") and "`lda` not run: no training" in line
+        for line in lines
+    )
+    assert _reid_lines({}) == []
