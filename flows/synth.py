@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from flows.progress import progress
-from pipeline.data.synthetic import PRESETS, VideoSpec, plan_benchmark, render_to_file
+from pipeline.data.synthetic import PRESETS, VideoSpec, file_name, plan_benchmark, render_to_file
 from pipeline.errors import ConfigError
 from stores.manifest import write_manifest
 
@@ -37,7 +37,8 @@ def _render(job: tuple[VideoSpec, str]) -> str:
 def synth_benchmark(
     out_dir: str | Path, preset: str = "tiny", seed: int = 0, workers: int | None = None
 ) -> SynthResult:
-    """Render every video of `preset` into OUT_DIR/videos/ and write OUT_DIR/manifest.parquet.
+    """Render every video (or, for `stills`, every png) of `preset` into OUT_DIR/videos/ and write
+    OUT_DIR/manifest.parquet.
 
     Deterministic for a seed; a rerun renders only the videos that are missing."""
     out = Path(out_dir)
@@ -51,7 +52,7 @@ def synth_benchmark(
                 f"{out} already holds preset {done.get('preset')!r} seed {done.get('seed')}; "
                 "choose another OUT_DIR or delete it"
             )
-    jobs = [(s, str(out / "videos" / f"{s.video_id}.mp4")) for s in specs]
+    jobs = [(s, str(out / "videos" / file_name(s))) for s in specs]
     todo = [j for j in jobs if not Path(j[1]).exists()]
     workers = workers or min(len(todo), os.cpu_count() or 1) or 1
     if todo:
@@ -64,10 +65,12 @@ def synth_benchmark(
                 with ProcessPoolExecutor(workers) as pool:
                     for _ in pool.map(_render, todo, chunksize=4):
                         advance()
-    rows = [s.manifest_row(f"videos/{s.video_id}.mp4") for s in specs]
+    rows = [s.manifest_row(f"videos/{file_name(s)}") for s in specs]
     manifest = out / MANIFEST
     write_manifest(pa.Table.from_pylist(rows), manifest)
-    counts = {task: sum(s.task == task for s in specs) for task in ("action", "detection", "anomaly")}
+    counts = {
+        task: sum(s.task == task for s in specs) for task in ("action", "detection", "anomaly", "still")
+    }
     counts["bias_train"] = sum(s.bias_split == "train" for s in specs)
     counts["bias_test"] = sum(s.bias_split == "test" for s in specs)
     info = {

@@ -3,14 +3,18 @@ and whose actions are pure motion, in cluttered scenes with camera jitter and no
 
 `plan_benchmark(preset, seed)` decides every video (deterministic for a seed); `render_frames(spec)`
 draws one. Identities are split by person: no identity of the test split is seen in training, so
-attribute probes must generalise rather than memorise people. The `pretrain` preset draws a disjoint
-population (other people, other scenes) for the reference encoder.
+attribute probes must generalise rather than memorise people. Populations: `tiny`, `demo` and `bench`
+draw people "s…"; `dev` (the development benchmark recipes are chosen on) draws "d…", `pretrain` (the
+reference encoder's data) "p…" and `stills` (still images, the paper's VISPR stand-in) "v…", each from
+its own random stream. Stills' scene seeds lie in [2**31, 2**32), every other preset's below, so no
+still shows a scene of another preset.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypedDict
@@ -36,7 +40,8 @@ from pipeline.errors import ConfigError
 ACTIONS = ("wave", "jump", "walk_left", "walk_right", "squat", "spin", "clap", "kick")
 ANOMALIES = ("fall", "erratic")
 FPS = 16
-Task = Literal["action", "detection", "anomaly"]
+Task = Literal["action", "detection", "anomaly", "still"]
+STILL_SEEDS = 2**31  # offset of every still's scene seed: disjoint from every video's (< 2**31)
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class Preset:
     anomaly_per_identity: float
     anomaly_frames: int
     size: int = 128  # frame height = width
+    stills_per_identity: int = 0  # > 0: a stills preset (png images only, no videos)
 
 
 PRESETS: dict[str, Preset] = {
@@ -58,7 +64,16 @@ PRESETS: dict[str, Preset] = {
     "demo": Preset((64, 16, 40), 5, 48, 0.5, 160, 0.5, 96),
     "bench": Preset((240, 60, 120), 6, 48, 0.5, 240, 0.5, 128),
     "pretrain": Preset((320, 0, 0), 4, 32, 0.0, 0, 0.0, 0),
+    "dev": Preset((64, 16, 40), 5, 48, 0.5, 160, 0.5, 96),
+    "stills": Preset((80, 20, 60), 0, 1, 0.0, 0, 0.0, 0, stills_per_identity=2),
 }
+# preset -> (identity prefix, random stream): one population per entry, disjoint from the others.
+POPULATIONS: dict[str, tuple[str, int]] = {
+    "pretrain": ("p", 7919),
+    "dev": ("d", 15485863),
+    "stills": ("v", 32452843),
+}
+DEFAULT_POPULATION = ("s", 104729)
 
 
 @dataclass(frozen=True)
@@ -102,7 +117,7 @@ class VideoSpec:
             "video_id": self.video_id,
             "path": path,
             "split": self.split,
-            "action": self.action,
+            "action": None if self.task == "still" else self.action,  # a still's pose is no label
             "segments": segments,
             "anomaly_segments": anomaly,
             "task": self.task,
@@ -174,9 +189,28 @@ def _anomaly_segments(rng: np.random.Generator, num_frames: int) -> tuple[Segmen
 SegmentMaker = Callable[[np.random.Generator, int], tuple[Segment, ...]]
 
 
-def _person_videos(rng: np.random.Generator, p: Preset, identity: str, split: str) -> list[VideoSpec]:
+def _balanced_looks(rng: np.random.Generator, n: int) -> list[dict[str, Any]]:
+    """Private attributes for `n` people with every level equally often (up to one), shuffled per
+    attribute: a small split then reads leakage on balanced attributes, not on a chance skew."""
+    levels: dict[str, list[Any]] = {
+        "skin_tone": list(range(len(SKIN_TONES))),
+        "gender": list(GENDERS),
+        "clothing_color": list(CLOTHING_COLORS),
+        "clothing_pattern": list(CLOTHING_PATTERNS),
+    }
+    columns = {
+        k: [v[int(i)] for i in rng.permutation(np.resize(np.arange(len(v)), n))] for k, v in levels.items()
+    }
+    return [{k: columns[k][i] for k in levels} for i in range(n)]
+
+
+def _person_videos(
+    rng: np.random.Generator, p: Preset, identity: str, split: str, private: dict[str, Any] | None = None
+) -> list[VideoSpec]:
     """One person's look and videos. The order of random draws is part of the dataset's definition."""
     look = _draw_look(rng)
+    if private is not None:
+        look = replace(look, **private)
 
     def video(
         suffix: str,
@@ -207,6 +241,16 @@ def _person_videos(rng: np.random.Generator, p: Preset, identity: str, split: st
         video(f"act{k}", "action", p.trimmed_frames, ACTIONS[a], action=ACTIONS[a])
         for k, a in enumerate(actions)
     ]
+    if p.stills_per_identity:
+        return [
+            replace(
+                video(f"img{k}", "still", 1, ACTIONS[int(a)]),
+                seed=STILL_SEEDS + int(rng.integers(2**31)),
+                phase=float(rng.uniform(0, 2 * math.pi)),  # a person caught mid-action, a varied pose
+                action=ACTIONS[int(a)],
+            )
+            for k, a in enumerate(rng.integers(len(ACTIONS), size=p.stills_per_identity))
+        ]
     if rng.random() < p.detection_per_identity:
         videos.append(video("det0", "detection", p.detection_frames, "detection", _detection_segments))
     if rng.random() < p.anomaly_per_identity:
@@ -222,12 +266,15 @@ def plan_benchmark(preset: str, seed: int) -> list[VideoSpec]:
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     p = PRESETS[preset]
-    rng = np.random.default_rng([seed, 7919 if preset == "pretrain" else 104729])
-    prefix = "p" if preset == "pretrain" else "s"
+    prefix, stream = POPULATIONS.get(preset, DEFAULT_POPULATION)
+    rng = np.random.default_rng([seed, stream])
     specs: list[VideoSpec] = []
     splits = ["train"] * p.identities[0] + ["val"] * p.identities[1] + ["test"] * p.identities[2]
+    private: list[dict[str, Any] | None] = [None] * len(splits)
+    if p.stills_per_identity:  # stills: attributes balanced within every split
+        private = [look for n in p.identities for look in _balanced_looks(rng, n)]
     for person, split in enumerate(splits):
-        specs += _person_videos(rng, p, f"{prefix}{person:04d}", split)
+        specs += _person_videos(rng, p, f"{prefix}{person:04d}", split, private[person])
     return _assign_bias_splits(specs, seed)
 
 
@@ -391,7 +438,7 @@ MOTIONS: dict[str, PoseFn] = {
 
 def _activity_at(spec: VideoSpec, t: float, m: Motion) -> tuple[str, float]:
     """The activity at time t and the time since it began."""
-    if spec.task == "action":
+    if spec.task in ("action", "still"):
         assert spec.action is not None
         return spec.action, t
     for seg in spec.segments:
@@ -471,8 +518,20 @@ def render_frames(spec: VideoSpec, trace: list[dict[str, np.ndarray]] | None = N
         yield np.clip(frame, 0, 255).astype(np.uint8)
 
 
+def file_name(spec: VideoSpec) -> str:
+    """The file a spec renders to: `ID.png` for a still, `ID.mp4` for a video."""
+    return f"{spec.video_id}.png" if spec.task == "still" else f"{spec.video_id}.mp4"
+
+
 def render_to_file(spec: VideoSpec, path: str) -> None:
-    """Render one video and write it as H.264 (atomically: a half-written file never has `path`)."""
+    """Render one video as H.264, or one still as PNG (atomically: a half-written file never has `path`)."""
+    if spec.task == "still":
+        from PIL import Image
+
+        tmp = f"{path}.part"
+        Image.fromarray(next(render_frames(spec))).save(tmp, format="PNG")
+        os.replace(tmp, path)
+        return
     from pipeline.data.video import write_video
 
     write_video(path, render_frames(spec), fps=FPS, preset="veryfast")

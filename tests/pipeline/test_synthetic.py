@@ -172,3 +172,55 @@ def test_each_action_is_its_motion(action: str) -> None:
     assert checks[action]
     # Everything but the motion is the same across actions: no action changes the actor's look.
     assert spec.num_frames / FPS >= 2.0
+
+
+def test_dev_population_is_disjoint_from_the_demo() -> None:
+    dev, demo = plan_benchmark("dev", 0), plan_benchmark("demo", 0)
+    assert not {s.identity for s in dev} & {s.identity for s in demo}
+    assert not {s.look for s in dev} & {s.look for s in demo}  # build and height are continuous draws
+    assert not {s.seed for s in dev} & {s.seed for s in demo}  # every video's scene
+    # same distribution of attributes and actions: every level appears in every split
+    for split in ("train", "val", "test"):
+        in_split = [s for s in dev if s.split == split]
+        assert {s.action for s in in_split if s.task == "action"} == set(ACTIONS)
+        assert {s.look.gender for s in in_split} == {s.look.gender for s in demo}
+
+
+def test_stills_people_and_scenes_are_absent_from_every_other_preset() -> None:
+    stills = plan_benchmark("stills", 0)
+    assert stills and all(s.task == "still" and s.num_frames == 1 for s in stills)
+    for preset in ("demo", "dev", "tiny", "pretrain"):
+        other = plan_benchmark(preset, 0)
+        assert not {s.identity for s in stills} & {s.identity for s in other}, preset
+        assert not {s.look for s in stills} & {s.look for s in other}, preset
+        assert not {s.seed for s in stills} & {s.seed for s in other}, preset  # seeds draw the scenes
+
+
+def test_stills_are_split_by_person_with_balanced_attributes() -> None:
+    stills = plan_benchmark("stills", 0)
+    people: dict[str, set[str]] = {}
+    for s in stills:
+        people.setdefault(s.identity, set()).add(s.split)
+    assert all(len(v) == 1 for v in people.values())
+    rows = [s.manifest_row(f"videos/{s.video_id}.png") for s in stills]
+    assert all(r["action"] is None for r in rows)
+    for column in (
+        "private_skin_tone",
+        "private_gender",
+        "private_clothing_color",
+        "private_clothing_pattern",
+    ):
+        levels = {r[column] for r in rows}
+        overall = {v: sum(r[column] == v for r in rows) / len(rows) for v in levels}
+        for split in ("train", "val", "test"):
+            part = [r for r in rows if r["split"] == split]
+            for v, share in overall.items():
+                got = sum(r[column] == v for r in part) / len(part)
+                assert abs(got - share) < 0.15, (column, split, v, got, share)
+
+
+def test_a_still_is_one_frame_of_a_person_in_a_scene() -> None:
+    spec = plan_benchmark("stills", 0)[0]
+    frames = list(render_frames(spec))
+    assert len(frames) == 1 and frames[0].shape == (spec.size, spec.size, 3)
+    assert frames[0].std() > 10  # a scene, not a blank image
