@@ -120,3 +120,21 @@ def test_shell_blocks_use_existing_verbs_and_options(help_texts: dict[str, str])
         verb, options = argv[0], [a.split("=")[0] for a in argv[1:] if a.startswith("--")]
         for option in options:
             assert re.search(rf"{re.escape(option)}\b", help_texts[verb]), f"{name}: {verb} has no {option}"
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_links_between_docs_resolve() -> None:
+    pages = [DOCS.parent / "README.md", *sorted(DOCS.rglob("*.md"))]
+    for page in pages:
+        for target, anchor in re.findall(r"\]\(([^)#\s:]+\.md)(?:#([^)]*))?\)", page.read_text()):
+            linked = (page.parent / target).resolve()
+            assert linked.exists(), f"{page.name}: {target} does not exist"
+            if anchor:
+                text = BLOCK.sub("", linked.read_text())  # '#' lines inside code blocks are no headings
+                headings = re.findall(r"^#+ (.*)$", text, flags=re.MULTILINE)
+                assert anchor in {_slug(h) for h in headings}, f"{page.name}: {target} has no #{anchor}"
