@@ -46,6 +46,7 @@ from pipeline.errors import ConfigError
 from pipeline.probes.config import TemporalConfig
 from pipeline.probes.inputs import is_missing
 from pipeline.probes.temporal import clip_labels
+from stores._atomic import writer_lock
 from stores._cache_types import CacheView
 from stores.latent_cache import CacheAttrs, LatentCache
 from stores.manifest import parse_anomaly_segments, parse_segments
@@ -53,6 +54,7 @@ from stores.manifest import parse_anomaly_segments, parse_segments
 TRAIN_SPLITS = ("train", "val")
 TASKS: tuple[TaskName, ...] = ("action", "detection", "anomaly")
 CLASSES = "classes.json"  # class names of the co-training heads, beside the artifact
+WRITER_LOCK = ".lock-writer"  # one train-adapter run per --out folder (an flock naming its holder)
 
 
 class TrainAdapterConfig(BaseModel):
@@ -351,12 +353,27 @@ def train_adapter_stage(
     bar: bool = False,
     echo: Callable[[str], None] | None = None,
 ) -> TrainAdapterResult:
-    """Train an adapter on the latent cache `store` and write it to `out` (see module docstring)."""
+    """Train an adapter on the latent cache `store` and write it to `out` (see module docstring).
+
+    One writer per adapter folder: the run holds `out`/.lock-writer throughout, and a second run on the
+    same folder gets WriterBusyError naming the first (pid, host, since)."""
     config = config or TrainAdapterConfig()
-    started = time.perf_counter()
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; pass a folder for the adapter")
+    with writer_lock(str(out / WRITER_LOCK), f"the adapter folder {out}"):
+        return _train_adapter_stage(store, out, config, bar=bar, echo=echo)
+
+
+def _train_adapter_stage(
+    store: str | Path,
+    out: Path,
+    config: TrainAdapterConfig,
+    *,
+    bar: bool,
+    echo: Callable[[str], None] | None,
+) -> TrainAdapterResult:
+    started = time.perf_counter()
     cache = LatentCache.open(store)
     tables = cache.read(arrays=False)
     if tables.clips.num_rows == 0:
@@ -404,7 +421,9 @@ def train_adapter_stage(
         encoder_pooling=cache.attrs.pooling,
     )
     out.mkdir(parents=True, exist_ok=True)
-    (out / CLASSES).write_text(json.dumps(classes, indent=2) + "\n")
+    tmp_classes = out / f"{CLASSES}.tmp"
+    tmp_classes.write_text(json.dumps(classes, indent=2) + "\n")
+    os.replace(tmp_classes, out / CLASSES)
     save_adapter(out, result.model, cfg.adapter, meta)  # adapter.json last: it vouches for the rest
     acc = None if np.isnan(result.val_action_acc) else result.val_action_acc
     return TrainAdapterResult(

@@ -35,7 +35,7 @@ def writer_lock(path: str, what: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise WriterBusyError(
-                f"another writer is publishing {what} ({_holder(fd)}); wait for it to finish and run again"
+                f"another writer is writing {what} ({_holder(fd)}); wait for it to finish and run again"
             ) from None
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
         os.ftruncate(fd, 0)

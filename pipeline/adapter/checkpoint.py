@@ -7,6 +7,7 @@ metrics) and the SHA-256 of the weights file, so a reader can tell a complete ar
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -16,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from pipeline.adapter.config import TRAINING_REVISION, AdapterConfig, ObjectiveConfig, TrainConfig
@@ -100,7 +101,9 @@ def save_adapter(directory: str | Path, model: nn.Module, cfg: AdapterConfig, me
     weights = out / WEIGHTS
     (out / CONFIG).unlink(missing_ok=True)  # an old JSON must never vouch for new weights
     tmp = weights.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt"})
+    # Serialised in memory and written by Python, so a full or read-only disk is an OSError (one line
+    # at the CLI), not a SafetensorError wrapping it; the small adapter fits in memory many times over.
+    _write_durably(tmp, save(state, metadata={"format": "pt"}))
     os.replace(tmp, weights)
     doc = {
         "schema_version": SCHEMA_VERSION,
@@ -110,9 +113,33 @@ def save_adapter(directory: str | Path, model: nn.Module, cfg: AdapterConfig, me
         "weights_sha256": _sha256(weights),
     }
     tmp_json = (out / CONFIG).with_suffix(".tmp")
-    tmp_json.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    _write_durably(tmp_json, (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode())
+    _fsync(out)  # the weights' new name is durable before the JSON that vouches for it
     os.replace(tmp_json, out / CONFIG)
+    _fsync(out)
     return out / CONFIG
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write `data` to `path` and fsync it; on failure (a full disk) no partial file is left."""
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _fsync(path: Path) -> None:
+    """fsync a file or a folder (a folder's fsync makes the renames in it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def adapter_checksum(directory: str | Path) -> str:

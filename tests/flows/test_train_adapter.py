@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
-from flows.train_adapter import TrainAdapterConfig, adapter_data, train_adapter_stage
+from cli.main import app
+from flows.train_adapter import WRITER_LOCK, TrainAdapterConfig, adapter_data, train_adapter_stage
 from pipeline.adapter import AdapterError, load_adapter
 from pipeline.adapter.config import TRAINING_REVISION
 from pipeline.errors import ConfigError
+from stores._atomic import WriterBusyError, writer_lock
 from stores.latent_cache import LatentCache
 from tests.flows.test_probe import planted, write_store
 
@@ -134,3 +138,33 @@ def test_a_store_larger_than_memory_is_streamed_in_groups(store: Path, tmp_path:
     assert z.shape == view.motion.shape and np.isfinite(z).all()
     in_memory = train_adapter_stage(store, tmp_path / "memory", TrainAdapterConfig(epochs=1, device="cpu"))
     assert in_memory.clips == result.clips  # the same training clips either way
+
+
+def test_a_second_writer_of_one_adapter_folder_is_refused_naming_the_first(
+    store: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "adapter"
+    config = TrainAdapterConfig(epochs=1, device="cpu")
+    with writer_lock(str(out / WRITER_LOCK), "the adapter folder"):  # a run in progress
+        with pytest.raises(
+            WriterBusyError, match=rf"another writer .* \(pid {os.getpid()} on .* since .*\); wait"
+        ):
+            train_adapter_stage(store, out, config)
+        assert not (out / "adapter.json").exists()
+    assert not train_adapter_stage(store, out, config).reused  # released: the next run writes it
+    assert (out / "adapter.json").is_file()
+
+
+def test_a_second_train_adapter_is_one_line_and_exit_2(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "adapter"
+    with writer_lock(str(out / WRITER_LOCK), "the adapter folder"):
+        result = CliRunner().invoke(
+            app, ["train-adapter", "--store", str(store), "--out", str(out), "--epochs", "1"]
+        )
+    assert result.exit_code == 2, result.output
+    assert (
+        result.output.strip()
+        .splitlines()[-1]
+        .startswith("error: another writer is writing the adapter folder")
+    )
+    assert "Traceback" not in result.output
