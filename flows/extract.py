@@ -264,20 +264,41 @@ def extract(
     *,
     bar: bool | None = None,
     cleanup: bool = True,
+    lock: bool = True,
     encoder: LoadedEncoder | None = None,
 ) -> ExtractResult:
     """Extract every input not already complete in the store at `out`; see the module docstring.
 
-    `cleanup=False` leaves temporary parts alone: for one work unit among others writing the same store
-    at once (flows/prefect_extract.py), whose owner cleans up when no writer is left. `encoder`: the encoder
-    `load_encoder(config)` gives, already loaded (reused across the work units one process runs)."""
+    `lock`: hold the store's writer lock for the run (`LatentCache.writer_lock`): a second run on the
+    same store gets WriterBusyError naming the first. `cleanup=False, lock=False` is for one work unit
+    among others writing the same store at once (flows/prefect_extract.py): their coordinator holds the
+    lock and cleans up when no unit is left. `encoder`: the encoder `load_encoder(config)` gives, already
+    loaded (reused across the work units one process runs)."""
     config = config or ExtractConfig()
     if config.reader == "torchcodec":
         require_torchcodec()  # before the encoder loads
     start = time.perf_counter()
     encoder = encoder or load_encoder(config)
     spec = clip_spec(config, encoder)
+    # Opened (and checked) before the lock is taken: bad arguments leave no lock file behind.
     cache = LatentCache.create_or_open(out, cache_attrs(encoder, spec, config))
+    with LatentCache.writer_lock(out) if lock else contextlib.nullcontext():
+        return _extract(inputs, cache, config, spec, encoder, start, bar=bar, cleanup=cleanup)
+
+
+def _extract(
+    inputs: pa.Table,
+    cache: LatentCache,
+    config: ExtractConfig,
+    spec: ClipSpec,
+    encoder: LoadedEncoder,
+    start: float,
+    *,
+    bar: bool | None,
+    cleanup: bool,
+) -> ExtractResult:
+    """`extract` once the store is open (and, unless a coordinator holds it, locked)."""
+    out = cache.url
     if cleanup:
         cache.cleanup()
     done = cache.completed_videos()

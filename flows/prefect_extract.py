@@ -197,7 +197,7 @@ def run_unit(unit: WorkUnit, store: str, config: ExtractConfig) -> dict[str, Any
 
         # Workers sharing this machine share its cores: the encoder gets what the decoders leave.
         torch.set_num_threads(max(1, share - (cfg.decode_workers or 0)))
-    result = extract(unit.inputs, store, cfg, bar=False, cleanup=False, encoder=encoder)
+    result = extract(unit.inputs, store, cfg, bar=False, cleanup=False, lock=False, encoder=encoder)
     return {
         "key": unit.key,
         "videos": unit.inputs.num_rows,
@@ -253,6 +253,7 @@ def prepare_store(store: str, config: ExtractConfig) -> str:
         unit_config(config, 1),
         bar=False,
         cleanup=True,
+        lock=False,  # the coordinating run (_extract_units) holds it
         encoder=_encoder_for(unit_config(config, 1)),
     )
     return _where()
@@ -375,6 +376,22 @@ def _inline_units(
 
 
 def _extract_units(
+    inputs: pa.Table,
+    store: str,
+    config: ExtractConfig,
+    run: Callable[[list[WorkUnit]], Any],
+    prepare: Callable[[], Any],
+) -> ExtractSummary:
+    """Plan, prepare the store, run the units (with sweeps), clean up and count, holding the store's
+    writer lock throughout: the units write their parts from other processes under it, and no second
+    run's start-up cleanup can remove their work in progress."""
+    from stores.latent_cache import LatentCache
+
+    with LatentCache.writer_lock(store):
+        return _extract_units_locked(inputs, store, config, run, prepare)
+
+
+def _extract_units_locked(
     inputs: pa.Table,
     store: str,
     config: ExtractConfig,

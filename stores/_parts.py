@@ -22,7 +22,7 @@ from stores._cache_types import (
     PartData,
 )
 from stores._fs import StoreRoot
-from stores.errors import StoreError
+from stores.errors import SchemaVersionError, StoreError
 
 MARKER = "_complete.json"
 TMP_PREFIX = ".tmp-"
@@ -246,8 +246,20 @@ def trusted_marker(root: StoreRoot, folder: str, part_id: str, attrs: CacheAttrs
     if not root.exists(marker_path):
         raise PartInProgressError("no completion marker (being written, or its writer died)")
     try:
-        marker = PartMarker.model_validate(root.read_json(marker_path))
-    except (ValueError, OSError) as e:  # pydantic.ValidationError is a ValueError
+        record = root.read_json(marker_path)
+    except (ValueError, OSError) as e:
+        raise UntrustedPartError(f"unreadable marker: {e}") from e
+    version = record.get("schema_version") if isinstance(record, dict) else None
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        # Neither trusted nor damaged: a newer aam-pipeline wrote it. Refuse rather than skip (its
+        # videos would look missing) or clean it up (that would delete good work).
+        raise SchemaVersionError(
+            f"part {part_id} at {folder} was written by a newer aam-pipeline (schema_version "
+            f"{version}, this one reads up to {SCHEMA_VERSION}); upgrade aam-pipeline"
+        )
+    try:
+        marker = PartMarker.model_validate(record)
+    except ValueError as e:  # pydantic.ValidationError is a ValueError
         raise UntrustedPartError(f"unreadable marker: {e}") from e
     if marker.part_id != part_id:
         raise UntrustedPartError(f"marker names part {marker.part_id!r}")

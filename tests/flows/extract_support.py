@@ -101,12 +101,15 @@ def reference_embedding(encoder_file: Path, clip: np.ndarray, crop: int = CROP) 
 
 
 def store_snapshot(root: Path) -> dict[str, tuple[int, str]]:
-    """Every file under `root`: relative path -> (size, sha256), and every folder -> (-1, "")."""
+    """Every file under `root`: relative path -> (size, sha256), and every folder -> (-1, ""); writer
+    locks (`.lock-*`, rewritten by every run to name their holder) excepted."""
     snapshot: dict[str, tuple[int, str]] = {}
     for folder, dirs, files in os.walk(root):
         for name in dirs:
             snapshot[os.path.relpath(os.path.join(folder, name), root)] = (-1, "")
         for name in files:
+            if name.startswith(".lock-"):
+                continue
             full = os.path.join(folder, name)
             digest = hashlib.sha256(Path(full).read_bytes()).hexdigest()
             snapshot[os.path.relpath(full, root)] = (os.path.getsize(full), digest)

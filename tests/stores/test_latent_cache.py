@@ -221,6 +221,44 @@ def test_newer_schema_is_refused(url: str) -> None:
         LatentCache.create_or_open(url, ATTRS)
 
 
+def test_a_part_marker_with_a_newer_schema_is_refused_not_skipped(url: str) -> None:
+    cache = LatentCache.create_or_open(url, ATTRS)
+    cache.write_part("p1", make_part(["a"]))
+    cache.write_part("p2", make_part(["b"]))
+    fs, path = _fs(url)
+    marker = json.loads(fs.cat_file(f"{path}/parts/p2/_complete.json"))
+    marker["schema_version"] = 2
+    marker["something_new"] = {"x": 1}
+    fs.pipe_file(f"{path}/parts/p2/_complete.json", json.dumps(marker).encode())
+    before = _snapshot(url)
+    for call in (cache.read, cache.completed_videos, cache.cleanup):
+        with pytest.raises(SchemaVersionError, match=r"part p2 .*schema_version 2.*upgrade aam-pipeline"):
+            call()
+    with pytest.raises(SchemaVersionError):
+        cache.write_part("p2", make_part(["b"]))
+    assert _snapshot(url) == before  # not cleaned up: a newer writer's good work
+
+
+def test_a_part_is_fsynced_before_the_rename_that_commits_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stores import _atomic
+
+    events: list[tuple[str, str]] = []
+    real_tree, real_dir, real_rename = _atomic.fsync_tree, _atomic.fsync_dir, os.rename
+    monkeypatch.setattr(_atomic, "fsync_tree", lambda p: (events.append(("tree", p)), real_tree(p))[1])
+    monkeypatch.setattr(_atomic, "fsync_dir", lambda p: (events.append(("dir", p)), real_dir(p))[1])
+    monkeypatch.setattr(os, "rename", lambda a, b: (events.append(("rename", str(b))), real_rename(a, b))[1])
+    cache = LatentCache.create_or_open(str(tmp_path / "c.zarr"), ATTRS)
+    events.clear()
+    cache.write_part("p1", make_part(["a"]))
+    parts = str(tmp_path / "c.zarr" / "parts")
+    tmp = events[0][1]
+    assert events[0][0] == "tree" and os.path.basename(tmp).startswith(".tmp-p1-")
+    after = [(kind, p) for kind, p in events[1:] if not p.startswith(tmp)]  # fsync_tree's own dirs
+    assert after == [("rename", os.path.join(parts, "p1")), ("dir", parts)]
+
+
 def test_refuses_a_folder_that_is_not_a_cache(url: str) -> None:
     fs, path = _fs(url)
     _put(fs, f"{path}/holiday.mp4", b"x")
