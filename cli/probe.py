@@ -30,13 +30,21 @@ def probe(
     tasks: Annotated[
         str, typer.Option(help="Comma-separated subset of action,temporal,anomaly,leakage,reid,bias.")
     ] = "action,temporal,anomaly,leakage,reid,bias",
+    attackers: Annotated[
+        str,
+        typer.Option(
+            help="Leakage attacker panel: fast (linear, mlp, knn_cosine; the gate's) or full (+ logreg_cv, "
+            "mlp_wide, hgb_pca and the oracle line; slower)."
+        ),
+    ] = "fast",
 ) -> None:
     """Probe raw and anonymized clip embeddings: utility kept, private attributes and identity leaked.
 
     Every probe whose labels the store has runs on the raw cache embeddings and on each anonymized set
     (--adapter, --published); labels always come from the store. Utility: action top-1/top-5 (linear
-    probe), temporal detection mAP@tIoU 0.3:0.7, anomaly frame AUC. Privacy: cMAP of linear and MLP
-    attackers on every private_* attribute, on static clips and on motion clips; re-identification
+    probe), temporal detection mAP@tIoU 0.3:0.7, anomaly frame AUC. Privacy: cMAP of an attacker panel
+    (fit on train + val) on every private_* attribute, on static clips and on motion clips, the worst
+    attacker per attribute named, with 95% intervals over people; re-identification
     top-1/mAP; the bias gap on the skewed split. Chance levels beside every number. A probe without
     labels is skipped with its reason. Writes OUT/probe.json last; `aam-pipeline report` reads it.
 
@@ -49,6 +57,8 @@ def probe(
       aam-pipeline probe --store work/demo.zarr --published work/published --out work/probe
 
       aam-pipeline probe --store work/demo.zarr --adapter work/adapter --tasks action,leakage --out p
+
+      aam-pipeline probe --store work/demo.zarr --adapter work/adapter --attackers full --out p
     """
     from flows.probe import TASK_OF, ProbeRunConfig
     from flows.probe import probe as run
@@ -59,7 +69,7 @@ def probe(
 
     with one_line_errors():
         chosen = tuple(dict.fromkeys(t.strip() for t in tasks.split(",") if t.strip()))
-        config = build_config(ProbeRunConfig, seed=seed, tasks=chosen)
+        config = build_config(ProbeRunConfig, seed=seed, tasks=chosen, probes=_probes(attackers))
         result = run(
             store,
             out,
@@ -84,3 +94,13 @@ def probe(
         for name, outcome in s.probes.items():
             if outcome.status == "skipped" and record.tasks[TASK_OF[name]].status == "ok":
                 typer.echo(f"  skipped {name} on {s.name}: {outcome.reason}")
+
+
+def _probes(attackers: str) -> object:
+    """The default probe settings with the leakage panel ``attackers``; a bad name is one ConfigError."""
+    from pipeline.errors import ConfigError
+    from pipeline.probes.config import LeakageConfig, ProbeConfig
+
+    if attackers not in ("fast", "full"):
+        raise ConfigError(f"--attackers: expected fast or full, got {attackers!r}")
+    return ProbeConfig(leakage=LeakageConfig(panel=attackers))  # type: ignore[arg-type]

@@ -208,13 +208,24 @@ def test_raw_probes_recover_planted_signals(record: ProbeRecord) -> None:
     bias = metrics(record, "raw", "bias")
     assert bias["group_attribute"] == "gender" and set(bias["per_group"]) == {"female", "male"}
     for view in ("leakage_static", "leakage_motion"):
-        attacks = metrics(record, "raw", view)["attacks"]
+        m = metrics(record, "raw", view)
+        attacks = m["attacks"]
+        assert m["panel"] == "fast" and m["attackers"] == ["linear", "mlp", "knn_cosine"]
         assert {(a["attribute"], a["attacker"]) for a in attacks} == {
-            (a, k) for a in ("gender", "skin_tone", "clothing") for k in ("linear", "mlp")
+            (a, k) for a in ("gender", "skin_tone", "clothing") for k in m["attackers"]
         }
         for a in attacks:
             assert a["cmap"] > a["chance"] + 0.2, a
             assert a["leakage"] == pytest.approx((a["cmap"] - a["chance"]) / (1 - a["chance"]))
+            assert a["cmap_low"] <= a["cmap"] <= a["cmap_high"] and a["resampled"] == "identities", a
+        # the leakage of an attribute is its worst attacker's, with the interval of the worst
+        for w in m["worst"]:
+            mine = [a for a in attacks if a["attribute"] == w["attribute"]]
+            top = max(mine, key=lambda a: a["leakage"])
+            assert (w["attacker"], w["leakage"]) == (top["attacker"], top["leakage"])
+            assert w["leakage_low"] >= max(a["leakage_low"] for a in mine) - 1e-9
+            assert w["leakage_low"] <= w["leakage"] <= w["leakage_high"]
+        assert m["oracle"] == []  # the oracle line comes with the full panel only
 
 
 def test_published_set_is_joined_to_store_labels(record: ProbeRecord) -> None:
@@ -426,3 +437,7 @@ def test_reid_on_splits_by_person_uses_the_cross_split_protocol() -> None:
     assert out["num_train_identities"] == 10 and set(out["attackers"]) == {"cosine", "lda"}
     line = brief("reid", ProbeOutcome(status="ok", seconds=0.1, metrics=out))
     assert "cross-split" in line and out["attacker"] in line
+    assert (
+        out["top1_low"] <= out["top1"] <= out["top1_high"] and out["map_low"] <= out["map"] <= out["map_high"]
+    )
+    assert f"[{out['top1_low']:.3f}, {out['top1_high']:.3f}]" in line
