@@ -36,6 +36,13 @@ def extract(
         int | None,
         typer.Option(help="TorchScript encoders: short side before the centre crop (default: --crop)."),
     ] = None,
+    resize_mode: Annotated[
+        str | None,
+        typer.Option(
+            help="TorchScript encoders: short-side (resize + centre crop, the default) or squash "
+            "(whole frame to --crop x --crop, no edge cut; recorded in the store's preprocessing)."
+        ),
+    ] = None,
     frame_step: Annotated[int, typer.Option(help="Take every n-th frame inside a clip.")] = 1,
     stride: Annotated[
         int | None, typer.Option(help="Frames between clip starts (default: clip span, no overlap).")
@@ -102,6 +109,7 @@ def extract(
             frames_per_clip=frames_per_clip,
             crop=crop,
             resize=resize,
+            resize_mode=resize_mode,
             frame_step=frame_step,
             stride=stride,
             num_clips=num_clips,

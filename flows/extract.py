@@ -55,6 +55,9 @@ class ExtractConfig(BaseModel):
     frames_per_clip: int | None = Field(None, ge=1, description="None = the encoder's own clip length")
     crop: int | None = Field(None, ge=1, description="TorchScript encoders: input side (default 224)")
     resize: int | None = Field(None, ge=1, description="TorchScript encoders: short side before the crop")
+    resize_mode: Literal["short-side", "squash"] | None = Field(
+        None, description="TorchScript encoders: short side + centre crop (default), or squash to the crop"
+    )
     frame_step: int = Field(1, ge=1)
     stride: int | None = Field(None, ge=1)
     num_clips: int | None = Field(None, ge=1)
@@ -360,6 +363,7 @@ def load_encoder(config: ExtractConfig) -> LoadedEncoder:
             ("frames_per_clip", config.frames_per_clip),
             ("crop", config.crop),
             ("resize", config.resize),
+            ("resize_mode", config.resize_mode),
         )
         if value is not None
     }
@@ -389,7 +393,8 @@ def decode_settings(config: ExtractConfig, encoder: LoadedEncoder, spec: ClipSpe
     """What every decode worker needs: clip placement, frame size, decoder, clips per chunk."""
     if config.reader == "torchcodec":
         require_torchcodec()  # refused here, once, not as one failure per video
-    frame = FrameSize(encoder.preprocess.resize, encoder.preprocess.crop)
+    pre = encoder.preprocess
+    frame = FrameSize(pre.resize, pre.crop, pre.resize_mode)
     return DecodeSettings(spec, frame, config.reader, chunk=max(1, config.batch_size // 2))
 
 

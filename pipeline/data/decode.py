@@ -29,13 +29,18 @@ class FrameGeometry(Protocol):
     @property
     def crop(self) -> int: ...
 
+    @property
+    def resize_mode(self) -> str: ...
+
 
 @dataclass(frozen=True)
 class FrameSize:
-    """Short side after resizing and side of the centre crop, in pixels."""
+    """Short side after resizing and side of the centre crop, in pixels; "squash" resizes the whole
+    frame to crop x crop instead (see `transforms.Preprocess`)."""
 
     resize: int
     crop: int
+    resize_mode: str = "short-side"
 
 
 @dataclass
@@ -134,7 +139,7 @@ def _both_failed(
 def _image_chunk(path: str | Path, pre: FrameGeometry) -> ClipChunk:
     crop = pre.crop
     image = read_image(path)
-    h, w = scaled_size(image.shape[0], image.shape[1], pre.resize)
+    h, w = _target(image.shape[0], image.shape[1], pre)
     resized = _resize(image, h, w)
     return ClipChunk(
         np.zeros((0, 0, crop, crop, 3), np.uint8),
@@ -149,7 +154,8 @@ def _video_chunks(
 ) -> Iterator[ClipChunk]:
     """One decoding pass with `reader`; skips the clips in `sent` and adds those it yields."""
     crop = pre.crop
-    frames = get_reader(reader).iter_frames(path, short_side=pre.resize)
+    squash = (crop, crop) if pre.resize_mode == "squash" else None
+    frames = get_reader(reader).iter_frames(path, short_side=pre.resize, size=squash)
     motion: list[np.ndarray] = []
     motion_idx: list[int] = []
     static: list[np.ndarray] = []
@@ -190,6 +196,12 @@ def _chunk(
         np.stack(static) if static else np.zeros((0, s, s, 3), np.uint8),
         np.asarray(static_idx, np.int64),
     )
+
+
+def _target(height: int, width: int, pre: FrameGeometry) -> tuple[int, int]:
+    if pre.resize_mode == "squash":
+        return pre.crop, pre.crop
+    return scaled_size(height, width, pre.resize)
 
 
 def _resize(image: np.ndarray, h: int, w: int) -> np.ndarray:

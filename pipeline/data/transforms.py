@@ -6,6 +6,8 @@ of float32) and become float only here, ideally on the encoder's device.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -18,13 +20,21 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+ResizeMode = Literal["short-side", "squash"]
+
+
 class Preprocess(BaseModel):
-    """Resize the short side to ``resize``, centre-crop ``crop`` × ``crop``, scale to [0, 1], normalise."""
+    """Resize the short side to ``resize`` and centre-crop ``crop`` × ``crop`` ("short-side"), or squash
+    the whole frame to ``crop`` × ``crop`` ("squash": no edge is cut, the aspect ratio is not kept);
+    then scale to [0, 1] and normalise."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     resize: int = Field(default=224, ge=1, description="short side in pixels before the centre crop")
     crop: int = Field(default=224, ge=1, description="side of the square centre crop (the encoder's H = W)")
+    resize_mode: ResizeMode = Field(
+        default="short-side", description="short-side: resize + centre crop; squash: whole frame to the crop"
+    )
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
@@ -42,7 +52,7 @@ def batch_to_model_input(
 ) -> torch.Tensor:
     """uint8 ``(B, T, H, W, 3)`` → float32 ``(B, 3, T, crop, crop)`` on ``device`` (default: batch's).
 
-    Frames whose short side already equals ``pre.resize`` (resized at decode time) are not resampled;
+    Frames already at the target size (resized at decode time) are not resampled;
     otherwise bilinear with antialiasing (on uint8 on CPU, where torch has a fast kernel).
     """
     if batch.dtype != torch.uint8 or batch.ndim != 5 or batch.shape[-1] != 3:
@@ -50,8 +60,12 @@ def batch_to_model_input(
     x = batch if device is None else batch.to(device, non_blocking=True)
     B, T, H, W, _ = x.shape
     x = x.reshape(B * T, H, W, 3).permute(0, 3, 1, 2)  # (B*T, 3, H, W), channels-last in memory
-    if min(H, W) != pre.resize:
-        H, W = scaled_size(H, W, pre.resize)
+    if pre.resize_mode == "squash":
+        target = (pre.crop, pre.crop)
+    else:
+        target = (H, W) if min(H, W) == pre.resize else scaled_size(H, W, pre.resize)
+    if target != (H, W):
+        H, W = target
         if x.device.type != "cpu":
             x = x.float()  # CUDA has no uint8 interpolation kernel
         x = F.interpolate(x, size=(H, W), mode="bilinear", antialias=True, align_corners=False)

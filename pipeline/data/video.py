@@ -55,8 +55,11 @@ class VideoReader(Protocol):
         """Frame count, frame rate and native size of the first video stream."""
         ...
 
-    def iter_frames(self, path: str | Path, *, short_side: int | None = None) -> Iterator[np.ndarray]:
-        """Yield every frame as ``(H, W, 3)`` uint8 RGB; resized so min(H, W) == short_side if given."""
+    def iter_frames(
+        self, path: str | Path, *, short_side: int | None = None, size: tuple[int, int] | None = None
+    ) -> Iterator[np.ndarray]:
+        """Yield every frame as ``(H, W, 3)`` uint8 RGB; resized so min(H, W) == short_side, or to
+        ``size`` = (H, W) exactly (aspect ratio not kept), if given."""
         ...
 
 
@@ -151,14 +154,17 @@ class PyAVReader:
         finally:
             container.close()
 
-    def iter_frames(self, path: str | Path, *, short_side: int | None = None) -> Iterator[np.ndarray]:
+    def iter_frames(
+        self, path: str | Path, *, short_side: int | None = None, size: tuple[int, int] | None = None
+    ) -> Iterator[np.ndarray]:
         path = Path(path)
         _check_file(path)
         container, stream = _open_av(path)
         stream.codec_context.thread_count = self.num_threads
         if self.num_threads != 1:
             stream.codec_context.thread_type = "AUTO"
-        size = scaled_size(stream.height, stream.width, short_side) if short_side else None
+        if size is None and short_side:
+            size = scaled_size(stream.height, stream.width, short_side)
         return self._frames(path, container, stream, size)
 
     @staticmethod
@@ -211,10 +217,15 @@ class DecordReader:
         vr = self._open(path, -1, -1)
         return VideoInfo(num_frames=len(vr), fps=float(vr.get_avg_fps()), height=height, width=width)
 
-    def iter_frames(self, path: str | Path, *, short_side: int | None = None) -> Iterator[np.ndarray]:
+    def iter_frames(
+        self, path: str | Path, *, short_side: int | None = None, size: tuple[int, int] | None = None
+    ) -> Iterator[np.ndarray]:
         path = Path(path)
         _check_file(path)
-        height, width = scaled_size(*_native_size(path), short_side) if short_side else (-1, -1)
+        if size is not None:
+            height, width = size
+        else:
+            height, width = scaled_size(*_native_size(path), short_side) if short_side else (-1, -1)
         return self._frames(path, self._open(path, width, height))
 
     def _open(self, path: Path, width: int, height: int) -> Any:  # decord.VideoReader

@@ -23,7 +23,7 @@ _OPTIONS: dict[str, frozenset[str]] = {
     "tiny": frozenset(),
     "videomae": frozenset(),
     "vjepa2": frozenset({"frames_per_clip"}),
-    "torchscript": frozenset({"frames_per_clip", "crop", "resize"}),
+    "torchscript": frozenset({"frames_per_clip", "crop", "resize", "resize_mode"}),
 }
 
 

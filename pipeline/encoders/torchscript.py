@@ -23,15 +23,21 @@ def load_torchscript(
     frames_per_clip: int = 16,
     crop: int = 224,
     resize: int | None = None,
+    resize_mode: str = "short-side",
 ) -> LoadedEncoder:
-    """A frozen encoder from a TorchScript file; ``resize`` (short side) defaults to ``crop``."""
+    """A frozen encoder from a TorchScript file; ``resize`` (short side) defaults to ``crop``;
+    ``resize_mode`` "squash" resizes whole frames to ``crop`` x ``crop`` instead of cropping."""
     path = Path(path)
     if not path.is_file():
         raise EncoderError(
             f"{path}: no such TorchScript file; save one with torch.jit.script(model).save(PATH)"
         )
     try:
-        preprocess = Preprocess(resize=resize if resize is not None else crop, crop=crop)
+        preprocess = Preprocess(
+            resize=resize if resize is not None else crop,
+            crop=crop,
+            resize_mode=resize_mode,  # type: ignore[arg-type]  # validated by pydantic
+        )
     except ValidationError as exc:
         raise ConfigError(f"torchscript encoder: {exc.errors()[0]['msg']}") from exc
     with warnings.catch_warnings():

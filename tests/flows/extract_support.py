@@ -73,10 +73,10 @@ def write_test_video(path: Path, frames: int, height: int = 64, width: int = 64,
 
 
 def decoded_frames(path: str | Path, short_side: int) -> list[np.ndarray]:
-    """Every frame of a video as decord decodes it at `short_side` (one sequential pass)."""
-    from pipeline.data.video import get_reader
+    """Every frame of a video as the default reader decodes it at `short_side` (one sequential pass)."""
+    from pipeline.data.video import DEFAULT_READER, get_reader
 
-    return list(get_reader("decord").iter_frames(path, short_side=short_side))
+    return list(get_reader(DEFAULT_READER).iter_frames(path, short_side=short_side))
 
 
 def centre(frame: np.ndarray, crop: int) -> np.ndarray:

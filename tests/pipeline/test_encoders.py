@@ -321,6 +321,7 @@ def test_freeze_and_describe(videomae_dir: Path) -> None:
     assert record["preprocess"] == {
         "resize": CROP,
         "crop": CROP,
+        "resize_mode": "short-side",
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
     }
