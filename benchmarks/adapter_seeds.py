@@ -14,8 +14,9 @@ A variant is `NAME` or `NAME:option=value,...` with options of `TrainAdapterConf
 
 Examples:
 
-    aam-pipeline demo --out demo-out            # a cache to run on (or any store with labels)
-    python benchmarks/adapter_seeds.py --store demo-out/latents.zarr --seeds 0,1,2,3,4 \\
+    aam-pipeline synth dev-data --preset dev --seed 1   # the dev benchmark: choose recipes here,
+    aam-pipeline extract --manifest dev-data/manifest.parquet --encoder tiny --out dev.zarr  # not on demo
+    python benchmarks/adapter_seeds.py --store dev.zarr --seeds 0,1,2,3,4 \\
         --variant default --variant static-only:erase_clip_dims=0 --json seeds.json
 """
 
