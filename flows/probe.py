@@ -45,6 +45,7 @@ TASKS: tuple[Task, ...] = ("action", "temporal", "anomaly", "leakage", "reid", "
 # What each set records, in order; leakage runs on static clips and on motion clips.
 PROBES = ("action", "temporal", "anomaly", "leakage_static", "leakage_motion", "reid", "bias")
 TASK_OF = {p: ("leakage" if p.startswith("leakage") else p) for p in PROBES}
+RESAMPLES_REID = 200  # bootstrap resamples of the queried people for re-ID's 95% intervals
 TIME_TOLERANCE_S = 1e-3  # published clip times must match the store's (float32 seconds)
 
 
@@ -401,7 +402,7 @@ def reid_protocol(labels: Labels, split: str | None) -> str:
     return "within-split" if queried & in_train else "cross-split"
 
 
-def _reid(clips: Clips, labels: Labels, split: str | None) -> Any:
+def _reid(clips: Clips, labels: Labels, split: str | None, seed: int = 0) -> Any:
     from pipeline.probes.reid import probe_reid
 
     videos = None if split is None else [v for v, s in labels.splits.items() if s == split]
@@ -416,10 +417,19 @@ def _reid(clips: Clips, labels: Labels, split: str | None) -> Any:
     protocol = reid_protocol(labels, split)
     if protocol == "cross-split":
         result = probe_reid(
-            clips, labels.identity, None, train_videos=train, queries=videos, groups=labels.actions
+            clips,
+            labels.identity,
+            None,
+            train_videos=train,
+            queries=videos,
+            groups=labels.actions,
+            resamples=RESAMPLES_REID,
+            seed=seed,
         )
     else:
-        result = probe_reid(clips, labels.identity, videos, train_videos=train)
+        result = probe_reid(
+            clips, labels.identity, videos, train_videos=train, resamples=RESAMPLES_REID, seed=seed
+        )
     return _plain(result.metrics) | {
         "split": split,
         "protocol": result.protocol,
@@ -427,6 +437,12 @@ def _reid(clips: Clips, labels: Labels, split: str | None) -> Any:
         "attackers": {name: _plain(m) for name, m in result.attackers.items()},
         "skipped_attackers": result.skipped,
         "num_train_identities": result.num_train_identities,
+        "interval": {"level": 0.95, "over": "queried people", "resamples": RESAMPLES_REID},
+        **{
+            f"{k}_{end}": _plain(v[i])
+            for k, v in result.intervals.items()
+            for i, end in enumerate(("low", "high"))
+        },
     }
 
 
@@ -457,7 +473,7 @@ def _probe_functions(
         ),
         "leakage_static": lambda: _leakage(es.static, labels, cfg) if es.static is not None else None,
         "leakage_motion": lambda: _leakage(motion, labels, cfg),
-        "reid": lambda: _reid(motion, labels, config.reid_split),
+        "reid": lambda: _reid(motion, labels, config.reid_split, config.seed),
         "bias": lambda: _bias(motion, labels, cfg),
     }
 
@@ -512,7 +528,9 @@ def brief(name: str, outcome: ProbeOutcome) -> str:
         "temporal": lambda: f"mAP {m['map']:.3f}",
         "anomaly": lambda: f"frame AUC {m['auc']:.3f} (chance 0.5)",
         "reid": lambda: (
-            f"top-1 {m['top1']:.3f} ({m['attacker']}, {m.get('protocol', 'within-split')}; "
+            f"top-1 {m['top1']:.3f}"
+            + (f" [{m['top1_low']:.3f}, {m['top1_high']:.3f}]" if m.get("top1_low") is not None else "")
+            + f" ({m['attacker']}, {m.get('protocol', 'within-split')}; "
             f"chance {m['chance_top1']:.3f})"
             + "".join(f"; {k} not run: {why}" for k, why in (m.get("skipped_attackers") or {}).items())
         ),

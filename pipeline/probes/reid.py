@@ -55,6 +55,8 @@ class ReidResult:
     num_train_identities: int  # people the learned metric was fitted on (0 = cosine only)
     protocol: str = "within-split"
     skipped: dict[str, str] = field(default_factory=dict)  # attacker -> why it did not run
+    # 95% bootstrap intervals of the reported attacker's top-1 and mAP over the queried people
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def _with_identity(clips: Clips, identities: Mapping[str, object], videos: Sequence[str] | None) -> list[str]:
@@ -92,13 +94,16 @@ def probe_reid(
     *,
     queries: Sequence[str] | None = None,
     groups: Mapping[str, object] | None = None,
+    resamples: int = 200,
+    seed: int = 0,
 ) -> ReidResult:
     """Same-identity retrieval across videos among ``videos`` (default: every video with clips and an
     identity); a video's own clips never count as a match. With ``train_videos`` (whose people must
     not be among the queried ones), the ``lda`` attacker learns its metric on them.
 
     ``queries`` (a subset of ``videos``) with ``groups`` (``{video: action}``) is the cross-split
-    protocol: only those videos are queried, each against the chosen videos of another group."""
+    protocol: only those videos are queried, each against the chosen videos of another group.
+    ``intervals`` resample the queries by person (``resamples`` times, `pipeline.probes.bootstrap`)."""
     chosen = _with_identity(clips, identities, videos)
     if len(chosen) < 2:
         raise ProbeError("re-identification needs at least two videos with clips and an identity")
@@ -135,7 +140,29 @@ def probe_reid(
             else "fewer than two unqueried people have more than one training video"
         )
     best = max(attackers, key=lambda name: attackers[name].top1)
-    return ReidResult(best, attackers[best], attackers, people, protocol, skipped)
+    best_emb = l2_normalise(means) if best == "cosine" else l2_normalise((means - mean) @ projection)
+    intervals = _intervals(best_emb, ids, owner, query_idx, resamples, seed)
+    return ReidResult(best, attackers[best], attackers, people, protocol, skipped, intervals)
+
+
+def _intervals(
+    emb: np.ndarray, ids: np.ndarray, owner: np.ndarray, query_idx: np.ndarray, resamples: int, seed: int
+) -> dict[str, tuple[float, float]]:
+    """Bootstrap over the queried people of the per-query top-1 hits and APs: mean over each resample."""
+    from pipeline.probes.bootstrap import interval, resample_rows
+
+    index = faiss.IndexFlatIP(emb.shape[1])
+    index.add(emb)
+    per_query = retrieval_per_query(rank_by_cosine(index, emb[query_idx]), ids, owner, query_idx)
+    has_match = [bool(np.any((owner != owner[i]) & (ids == ids[i]))) for i in query_idx]
+    _, group = np.unique(ids[query_idx][has_match], return_inverse=True)
+    if resamples == 0 or len(per_query) == 0:
+        return {}
+    draws = resample_rows(group.astype(np.int64), resamples, seed)
+    return {
+        "top1": interval(np.array([per_query[d, 0].mean() for d in draws])),
+        "map": interval(np.array([per_query[d, 1].mean() for d in draws])),
+    }
 
 
 def _retrieve(emb: np.ndarray, ids: np.ndarray, owner: np.ndarray, query_idx: np.ndarray) -> RetrievalMetrics:

@@ -174,3 +174,35 @@ def test_cross_split_matches_a_brute_force_ranking() -> None:
         hits.append(identities[videos[best]] == identities[q])
     assert r.attackers["cosine"].top1 == pytest.approx(np.mean(hits))
     assert r.skipped == {"lda": "no training videos of people other than the queried ones"}
+
+
+def test_reid_intervals_bracket_the_figure_and_shrink_with_more_people() -> None:
+    few, ids_few = _joined(_people(0, 30, "train"), _people(1, 6, "test"))
+    many, ids_many = _joined(_people(0, 30, "train"), _people(1, 40, "test"))
+
+    def run(clips: Clips, identities: dict[str, str]) -> reid.ReidResult:
+        test = [v for v in identities if v.startswith("test")]
+        train = [v for v in identities if v.startswith("train")]
+        return probe_reid(clips, identities, test, train_videos=train)
+
+    widths = []
+    for r in (run(few, ids_few), run(many, ids_many)):
+        for key, value in (("top1", r.metrics.top1), ("map", r.metrics.map)):
+            low, high = r.intervals[key]
+            assert low <= value <= high, (key, r)
+        widths.append(r.intervals["map"][1] - r.intervals["map"][0])
+    assert widths[1] < widths[0]
+
+
+def test_reid_interval_of_a_perfect_attacker_is_a_point() -> None:
+    """Identity far stronger than everything else: every query's top-1 is its own person, in every
+    resample, so top-1's interval is exactly (1, 1); no resamples, no intervals."""
+    rng = np.random.default_rng(0)
+    people = np.repeat(np.arange(8), 6)  # 8 people x 3 videos x 2 clips
+    emb = (np.eye(16)[people] * 10 + rng.normal(scale=0.01, size=(48, 16))).astype(np.float32)
+    vids = np.array([f"p{p}-{i // 2 % 3}" for i, p in enumerate(people)])
+    clips = Clips(emb, vids, np.tile([0, 1], 24))
+    identities = {v: v.split("-")[0] for v in vids}
+    r = probe_reid(clips, identities)
+    assert r.metrics.top1 == 1.0 and r.intervals["top1"] == (1.0, 1.0)
+    assert probe_reid(clips, identities, resamples=0).intervals == {}
