@@ -136,6 +136,7 @@ def _leakage_rows(sets: list[SetRecord], raw: SetRecord) -> tuple[list[dict], li
                 "attacker": attacker,
                 "chance": chance,
                 "cmap": {n: (a["cmap"] if a else None) for n, a in found.items()},
+                "cmap_interval": {n: _interval(a, "cmap") for n, a in found.items()},
                 "macro_f1": {n: (a["macro_f1"] if a else None) for n, a in found.items()},
                 "leakage": {n: (a["leakage"] if a else None) for n, a in found.items()},
                 "delta": {n: _minus(a["cmap"] if a else None, raw_cmap) for n, a in found.items()},
@@ -146,9 +147,29 @@ def _leakage_rows(sets: list[SetRecord], raw: SetRecord) -> tuple[list[dict], li
             }
             rows.append(row)
             by_attribute.setdefault(attribute, []).append(row)
+        panel = {s.name: _panel_worst(s, view) for s in sets}
         for attribute, group in by_attribute.items():
-            worst_rows.append(_worst(view, attribute, group, [s.name for s in sets], raw.name))
+            w = _worst(view, attribute, group, [s.name for s in sets], raw.name)
+            found_worst = {n: p.get(attribute) for n, p in panel.items()}
+            w["winner"] = {n: (f["attacker"] if f else None) for n, f in found_worst.items()}
+            w["leakage_interval"] = {n: _interval(f, "leakage") for n, f in found_worst.items()}
+            worst_rows.append(w)
     return rows, worst_rows
+
+
+def _interval(figure: Mapping[str, Any] | None, key: str) -> list[float] | None:
+    """[low, high] of ``figure``'s 95% interval of ``key`` (probe.json ``KEY_low``/``KEY_high``), or None."""
+    if not figure or figure.get(f"{key}_low") is None or figure.get(f"{key}_high") is None:
+        return None
+    return [float(figure[f"{key}_low"]), float(figure[f"{key}_high"])]
+
+
+def _panel_worst(s: SetRecord, view: str) -> dict[str, dict[str, Any]]:
+    """attribute -> the probe's worst-over-the-panel entry (attacker that won, leakage and interval)."""
+    outcome = s.probes.get(f"leakage_{view}")
+    if outcome is None or outcome.metrics is None:
+        return {}
+    return {w["attribute"]: w for w in outcome.metrics.get("worst") or []}
 
 
 def _attack_order(raw: SetRecord, view: str) -> Callable[[tuple[str, str]], tuple[int, int, str, str]]:
@@ -380,6 +401,17 @@ def _coverage_note(s: Mapping[str, Any], store_counts: Mapping[str, int]) -> str
     return note + "."
 
 
+def _fmt_interval(bounds: list[float] | None) -> str:
+    return "" if not bounds else f" [{fmt(bounds[0])}, {fmt(bounds[1])}]"
+
+
+def _worst_cell(w: Mapping[str, Any], name: str) -> str:
+    """Worst leakage of one set, its interval and the attacker that won (when the probe named one)."""
+    cell = fmt(w["worst_leakage"][name]) + _fmt_interval((w.get("leakage_interval") or {}).get(name))
+    winner = (w.get("winner") or {}).get(name)
+    return cell + (f" ({winner})" if winner else "")
+
+
 def _leakage_sections(report: dict[str, Any], all_names: list[str], all_others: list[str]) -> list[str]:
     lines: list[str] = []
     titles = {"motion": "motion clips (what is published)", "static": "static clips (the paper's protocol)"}
@@ -398,7 +430,7 @@ def _leakage_sections(report: dict[str, Any], all_names: list[str], all_others: 
                 r["attribute"],
                 r["attacker"],
                 fmt(r["chance"]),
-                *[fmt(r["cmap"][n]) for n in names],
+                *[fmt(r["cmap"][n]) + _fmt_interval((r.get("cmap_interval") or {}).get(n)) for n in names],
                 *[fmt(r["macro_f1"][n]) for n in names],
                 *[pct(r["removed"][n]) + (" †" if r["near_chance"] else "") for n in others],
             ]
@@ -412,12 +444,15 @@ def _leakage_sections(report: dict[str, Any], all_names: list[str], all_others: 
             [
                 w["attribute"],
                 fmt(w["chance"]),
-                *[fmt(w["worst_leakage"][n]) for n in names],
+                *[_worst_cell(w, n) for n in names],
                 *[pct(w["removed_worst"][n]) + (" †" if w["near_chance"] else "") for n in others],
             ]
             for w in worst
         ]
-        caption = "Worst case over attackers: the strongest attacker before against the strongest after."
+        caption = (
+            "Worst case over attackers: the strongest attacker before against the strongest after; "
+            "[95% interval over people, worst over the panel resample by resample] and the attacker that won."
+        )
         lines += ["", caption, "", *_table(header, table), ""]
         if any(r["near_chance"] for r in rows):
             lines += [

@@ -228,8 +228,8 @@ def test_report_md_numbers_match_probe_json(tmp_path_factory: pytest.TempPathFac
             a["attribute"],
             a["attacker"],
             fmt(a["chance"]),
-            fmt(a["cmap"]),
-            fmt(b["cmap"]),
+            f"{fmt(a['cmap'])} [{fmt(a['cmap_low'])}, {fmt(a['cmap_high'])}]",
+            f"{fmt(b['cmap'])} [{fmt(b['cmap_low'])}, {fmt(b['cmap_high'])}]",
             fmt(a["macro_f1"]),
             fmt(b["macro_f1"]),
             pct(removed),
@@ -300,3 +300,31 @@ def test_report_says_which_reid_protocol_and_attacker() -> None:
         for line in lines
     )
     assert _reid_lines({}) == []
+
+
+def test_report_names_the_winning_attacker_and_intervals() -> None:
+    """The probe's worst-over-the-panel entry: the worst-case cell says which attacker won, with the
+    95% interval; per-attacker cMAP cells carry theirs."""
+    from flows.report import markdown
+
+    linear = attack("hat", "linear", 0.70, 0.5) | {"cmap_low": 0.6, "cmap_high": 0.8}
+    knn = attack("hat", "knn_cosine", 0.90, 0.5) | {"cmap_low": 0.85, "cmap_high": 0.95}
+    raw = made_up_set("raw", "raw", 0.9, [linear, knn], 0.1)
+    worst = {
+        "attribute": "hat",
+        "attacker": "knn_cosine",
+        "leakage": 0.8,
+        "leakage_low": 0.7,
+        "leakage_high": 0.9,
+    }
+    metrics = dict(raw.probes["leakage_motion"].metrics or {}) | {"worst": [worst]}
+    probes = raw.probes | {"leakage_motion": ProbeOutcome(status="ok", seconds=0.1, metrics=metrics)}
+    raw = raw.model_copy(update={"probes": probes})
+    anon = made_up_set("published:a", "published", 0.9, [attack("hat", "linear", 0.55, 0.5)], 0.1)
+    report = compare(made_up_record().model_copy(update={"sets": [raw, anon]}))
+    (w,) = report["leakage_worst"]
+    assert w["winner"] == {"raw": "knn_cosine", "published:a": None}
+    assert w["leakage_interval"]["raw"] == [0.7, 0.9] and w["leakage_interval"]["published:a"] is None
+    md = markdown(report)
+    assert "0.800 [0.700, 0.900] (knn_cosine)" in md
+    assert "0.900 [0.850, 0.950]" in md and "0.700 [0.600, 0.800]" in md
