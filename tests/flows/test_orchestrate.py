@@ -55,7 +55,15 @@ def test_a_unit_writes_one_part_and_is_idempotent(videos: Path, script_encoder: 
     config = _config(script_encoder, videos_per_part=3)
     units, _ = plan_units(inputs, str(store), config)
     manifest = run_unit(units[0], str(store), config)
-    assert manifest["parts"] == [LatentCache.part_id_for(units[0].video_ids)]
+    # The part id is keyed by content: each video's file fingerprint and outcome, and the settings.
+    paths = dict(zip(inputs["video_id"].to_pylist(), inputs["path"].to_pylist(), strict=True))
+    content = [
+        f"{os.stat(paths[v]).st_size}\t{os.stat(paths[v]).st_mtime_ns}\tok" for v in units[0].video_ids
+    ]
+    settings = LatentCache.open(store).attrs
+    assert manifest["parts"] == [
+        LatentCache.part_id_for(units[0].video_ids, content=content, settings=settings)
+    ]
     assert (manifest["videos"], manifest["ok"], manifest["failed"], manifest["skipped"]) == (3, 3, 0, 0)
     assert len(json.dumps(manifest)) < 2000  # a small record, never arrays
 
