@@ -89,3 +89,39 @@ def test_leakage_tick_labels_and_legend_are_clear(tmp_path: Path) -> None:
         _assert_apart(entries, "legend entries")
         assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
         assert min(t.get_fontsize() for t in legend.get_texts()) * fig.dpi / 72.0 >= MIN_FONT_PX
+
+
+def _leader_crossings(fig: Any) -> int:
+    """How many (leader line, other label) pairs cross, from the drawn artists."""
+    ax = fig.axes[0]
+    labels = [t for t in ax.texts if t.get_text()]
+    boxes = _boxes(labels)
+    px_per_pt = fig.dpi / 72.0
+    crossings = 0
+    for leader in (t for t in ax.texts if not t.get_text()):
+        x0, y0 = ax.transData.transform(leader.xy)
+        dx, dy = leader.get_position()
+        x1, y1 = x0 + dx * px_per_pt, y0 + dy * px_per_pt
+        for t, box in zip(labels, boxes, strict=True):
+            if tuple(t.xy) == tuple(leader.xy):
+                continue  # its own label
+            steps = [(x0 + (x1 - x0) * k / 50, y0 + (y1 - y0) * k / 50) for k in range(1, 50)]
+            crossings += any(box.x0 < x < box.x1 and box.y0 < y < box.y1 for x, y in steps)
+    return crossings
+
+
+def test_tradeoff_labels_stay_near_their_points_with_leaders_under_labels(tmp_path: Path) -> None:
+    fig = plot_tradeoff(close_points_report(4), tmp_path / "four.png")
+    assert _leader_crossings(fig) == 0  # room enough: no leader line crosses another label
+    fig = plot_tradeoff(close_points_report(), tmp_path / "seven.png")
+    ax = fig.axes[0]
+    labels = [t for t in ax.texts if t.get_text()]
+    leaders = [t for t in ax.texts if not t.get_text()]
+    assert leaders  # seven labels around one spot cannot all sit next to it
+    for t, box in zip(labels, _boxes(labels), strict=True):
+        px, py = ax.transData.transform(t.xy)
+        nx, ny = min(max(px, box.x0), box.x1), min(max(py, box.y0), box.y1)
+        assert ((nx - px) ** 2 + (ny - py) ** 2) ** 0.5 < 150, f"{t.get_text()} is far from its point"
+        # a leader that has to pass a label goes under it, behind its white background
+        assert t.get_zorder() > max(leader.get_zorder() for leader in leaders)
+        assert t.get_bbox_patch() is not None and t.get_bbox_patch().get_facecolor()[:3] == (1.0, 1.0, 1.0)
