@@ -98,7 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, help="frames per generated video (default 128; 300 with --gpu)")
     parser.add_argument("--size", help="WxH of generated videos (default 480x272; 1280x720 with --gpu)")
     parser.add_argument("--fps", type=int, help="frame rate of generated videos")
-    parser.add_argument("--reader", default="decord", help="video decoder: decord (default) or pyav")
+    parser.add_argument("--reader", default="pyav", help="video decoder: pyav (default) or decord")
     parser.add_argument("--inputs", type=Path, help="a folder of videos to use instead of generating")
     parser.add_argument(
         "--decode-workers", type=int, help="decode processes (0 = inline; default: extract's)"
