@@ -125,3 +125,20 @@ def test_tradeoff_labels_stay_near_their_points_with_leaders_under_labels(tmp_pa
         # a leader that has to pass a label goes under it, behind its white background
         assert t.get_zorder() > max(leader.get_zorder() for leader in leaders)
         assert t.get_bbox_patch() is not None and t.get_bbox_patch().get_facecolor()[:3] == (1.0, 1.0, 1.0)
+
+
+def test_the_demo_points_get_clear_labels(tmp_path: Path) -> None:
+    """The demo's own figures (one run): two points on the very same spot, two others nearly so."""
+    demo = [
+        ("raw", 0.4861, 0.91),
+        ("adapter:adapter", 0.0918, 0.925),
+        ("adapter:adapter-paper", 0.4856, 0.89),
+        ("adapter:adapter-no-anomaly", 0.0843, 0.91),
+        ("published:sha-94d7b3c6c14b", 0.0918, 0.925),
+    ]
+    report = close_points_report(0)
+    report["sets"] = [{"name": n, "priv": x, "action_top1": y} for n, x, y in demo]
+    fig = plot_tradeoff(report, tmp_path / "tradeoff.png")
+    labels = [t for t in fig.axes[0].texts if t.get_text()]
+    assert len(labels) == len(demo)
+    _assert_apart(_boxes(labels), "labels")
