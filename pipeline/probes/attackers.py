@@ -83,7 +83,13 @@ def fit_logreg_cv(x: np.ndarray, y: np.ndarray, group: np.ndarray, c: int, seed:
     folds = min(3, len(np.unique(group)))
     cv = list(GroupKFold(n_splits=folds).split(x, y, group)) if folds >= 2 else 3
     model = LogisticRegressionCV(
-        Cs=list(LOGREG_CS), cv=cv, scoring="neg_log_loss", class_weight="balanced", max_iter=300
+        Cs=list(LOGREG_CS),
+        cv=cv,
+        scoring="neg_log_loss",
+        class_weight="balanced",
+        max_iter=300,
+        l1_ratios=(0.0,),
+        use_legacy_attributes=False,
     )
     return _sklearn(lambda s: make_pipeline(StandardScaler(), model))(x, y, group, c, seed)
 
