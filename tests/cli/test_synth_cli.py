@@ -23,7 +23,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["synth", str(tmp_path / "a"), "--preset", "huge"])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
-        "error: unknown preset 'huge'; choose one of tiny, demo, bench, pretrain"
+        "error: unknown preset 'huge'; choose one of tiny, demo, bench, pretrain, dev, stills"
     ]
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "synth.json").write_text(json.dumps({"preset": "demo", "seed": 0}))
