@@ -33,7 +33,9 @@ def demo(
     synth → extract → train-adapter (ours, the paper's recipe, and ours without the anomaly task) →
     anonymize (publish Parquet with the privacy gate's numbers) → probe raw, the adapters and the
     published shards → report side by side, and the quality targets checked against it
-    (report/targets.json). Rerunning reuses what is already there (videos, latents, adapters, the
+    (report/targets.json); then the stills protocol (the paper's VISPR evaluation: 320 png stills of
+    other people through the same encoder and our adapter, stills/report/) beside them, with its
+    target (>= 70% removed on stills). Rerunning reuses what is already there (videos, latents, adapters, the
     publication).
 
     Example:
@@ -70,6 +72,14 @@ def demo(
     typer.echo(f"  report         {result.report.out}/report.md")
     for line in result.summary:
         typer.echo(f"    {line}")
+    if result.stills is not None:
+        st = result.stills
+        typer.echo(
+            f"  stills         {st.synth.videos} stills of other people, our adapter"
+            f" -> {st.report.out}/report.md"
+        )
+        for line in result.stills_summary:
+            typer.echo(f"    {line}")
     met = sum(t.met is True for t in result.targets)
     typer.echo(f"  targets        {met} of {len(result.targets)} met -> {result.report.out}/{TARGETS_JSON}")
     for line in target_lines(result.targets):

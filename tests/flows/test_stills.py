@@ -39,3 +39,30 @@ def test_a_stills_store_extracts_and_probes_with_another_stores_adapter(
         for name in ("action", "temporal", "anomaly", "leakage_motion", "bias"):
             outcome = probe_set.probes[name]
             assert outcome.status == "skipped" and outcome.reason, (name, outcome)
+
+
+def test_stills_targets_judge_every_static_attribute_of_our_adapter() -> None:
+    from flows.demo import stills_targets
+
+    def worst(attribute: str, removed: float | None, near: bool = False, view: str = "static") -> dict:
+        return {
+            "view": view,
+            "attribute": attribute,
+            "removed_worst": {"adapter:a": removed},
+            "near_chance": near,
+        }
+
+    report = {
+        "leakage_worst": [
+            worst("gender", 0.75),
+            worst("skin_tone", 0.5),
+            worst("pattern", 0.9, near=True),
+            worst("gender", 0.0, view="motion"),
+        ]
+    }
+    targets = stills_targets(report, ours="adapter:a")
+    assert [(t.name, t.met) for t in targets] == [
+        ("stills gender leakage removed", True),
+        ("stills skin_tone leakage removed", False),
+        ("stills pattern leakage removed", None),
+    ]
