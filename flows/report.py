@@ -265,6 +265,9 @@ def compare(record: ProbeRecord, probe_path: str = "") -> dict[str, Any]:
                 "protocol": m.get("protocol", "within-split"),
                 "attacker": m.get("attacker"),
                 "skipped_attackers": m.get("skipped_attackers") or {},
+                "top1": m.get("top1"),
+                "top1_interval": [m.get("top1_low"), m.get("top1_high")],
+                "chance_top1": m.get("chance_top1"),
             }
             for s in sets
             if (m := s.probes["reid"].metrics) is not None
@@ -380,11 +383,14 @@ def _reid_lines(reid: Mapping[str, Mapping[str, Any]]) -> list[str]:
     lines = []
     for name, r in reid.items():
         skipped = "".join(f"; `{k}` not run: {why}" for k, why in r["skipped_attackers"].items())
-        lines.append(f"* `{name}`: {r['protocol']} protocol, won by `{r['attacker']}`{skipped}")
+        low, high = r.get("top1_interval") or (None, None)
+        figure = f"top-1 {fmt(r.get('top1'))}" + (f" [{fmt(low)}, {fmt(high)}]" if low is not None else "")
+        lines.append(f"* `{name}`: {figure}, {r['protocol']} protocol, won by `{r['attacker']}`{skipped}")
     how = (
         "within-split: the queried split's videos among themselves; cross-split: each test video against "
         "every other video of a different action, from any split (the test people are not in train)."
     )
+    how += " [low, high]: 95% interval over the queried people."
     return ["Re-identification:", "", *lines, "", how, ""]
 
 

@@ -286,7 +286,13 @@ def test_report_says_which_reid_protocol_and_attacker() -> None:
 
     lines = _reid_lines(
         {
-            "raw": {"protocol": "cross-split", "attacker": "lda", "skipped_attackers": {}},
+            "raw": {
+                "protocol": "cross-split",
+                "attacker": "lda",
+                "skipped_attackers": {},
+                "top1": 0.25,
+                "top1_interval": [0.125, 0.5],
+            },
             "published:x": {
                 "protocol": "within-split",
                 "attacker": "cosine",
@@ -294,9 +300,9 @@ def test_report_says_which_reid_protocol_and_attacker() -> None:
             },
         }
     )
-    assert "* `raw`: cross-split protocol, won by `lda`" in lines
+    assert "* `raw`: top-1 0.250 [0.125, 0.500], cross-split protocol, won by `lda`" in lines
     assert any(
-        line.startswith("* `published:x`: within-split") and "`lda` not run: no training" in line
+        line.startswith("* `published:x`: top-1 —, within-split") and "`lda` not run: no training" in line
         for line in lines
     )
     assert _reid_lines({}) == []
