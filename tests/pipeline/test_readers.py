@@ -88,8 +88,10 @@ class _BreaksAfter:
     def probe(self, path: str | Path):  # type: ignore[no-untyped-def]
         return self.inner.probe(path)
 
-    def iter_frames(self, path: str | Path, *, short_side: int | None = None) -> Iterator[np.ndarray]:
-        for i, frame in enumerate(self.inner.iter_frames(path, short_side=short_side)):
+    def iter_frames(
+        self, path: str | Path, *, short_side: int | None = None, size: tuple[int, int] | None = None
+    ) -> Iterator[np.ndarray]:
+        for i, frame in enumerate(self.inner.iter_frames(path, short_side=short_side, size=size)):
             if i == self.after:
                 raise DecodeError(f"{path}: stream broken after {i} frames: test")
             yield frame
