@@ -156,13 +156,17 @@ UNSEEN_MAX_DROP = 0.030
 @dataclass(frozen=True)
 class Target:
     """One quality target of the demo: what was measured on which set, and whether it is met
-    (None when it cannot be judged, e.g. the raw leakage of an attribute is already at chance)."""
+    (None when it cannot be judged, e.g. the raw leakage of an attribute is already at chance), judged
+    by the point estimate; ``interval``: its 95% interval over people where the probe gave one, and
+    ``crosses``: whether that interval reaches across the goal's line (the verdict is then uncertain)."""
 
     name: str
     goal: str
     measured: str
     met: bool | None
     on: str  # the embedding set measured
+    interval: str = ""
+    crosses: bool | None = None
 
 
 def check_targets(report: dict[str, Any], published: str, ours: str, unseen: str) -> list[Target]:
@@ -180,7 +184,11 @@ def check_targets(report: dict[str, Any], published: str, ours: str, unseen: str
         elif removed is None:
             targets.append(Target(label, goal, "not measured (see the report's skipped probes)", None, name))
         else:
-            targets.append(Target(label, goal, f"{removed:.0%}", removed >= REMOVED_MIN, name))
+            bounds = _removed_interval(w, name, report["baseline"])
+            interval = "" if bounds is None else f"[{bounds[0]:.0%}, {bounds[1]:.0%}]"
+            crosses = None if bounds is None else bounds[0] < REMOVED_MIN <= bounds[1]
+            met = removed >= REMOVED_MIN
+            targets.append(Target(label, goal, f"{removed:.0%}", met, name, interval, crosses))
     reid = metrics["reid_top1"]
     value, chance = reid["values"].get(published), reid["chance"]
     if value is not None and chance:
@@ -210,6 +218,17 @@ def check_targets(report: dict[str, Any], published: str, ours: str, unseen: str
     return targets
 
 
+def _removed_interval(w: dict[str, Any], name: str, raw: str) -> tuple[float, float] | None:
+    """95% interval of the removed fraction from the set's worst-leakage interval over people, raw held
+    at its point estimate: removed = (raw − anon) / raw in leakage shares (the same chance cancels)."""
+    bounds = (w.get("leakage_interval") or {}).get(name)
+    raw_leakage = (w.get("worst_leakage") or {}).get(raw)
+    if not bounds or raw_leakage is None or raw_leakage <= 0:
+        return None
+    low, high = bounds
+    return ((raw_leakage - high) / raw_leakage, (raw_leakage - low) / raw_leakage)
+
+
 def write_targets(targets: list[Target], path: Path) -> None:
     met = [t.met for t in targets]
     doc = {"all_met": all(m is True for m in met), "targets": [asdict(t) for t in targets]}
@@ -219,6 +238,10 @@ def write_targets(targets: list[Target], path: Path) -> None:
 def target_lines(targets: list[Target]) -> list[str]:
     """A plain-text table of the targets: mark, target, measured, goal."""
     marks = {True: "met", False: "MISSED", None: "n/a"}
-    rows = [[marks[t.met], t.name, t.measured, t.goal] for t in targets]
+    crosses = {True: " (interval crosses the line)", False: "", None: ""}
+    rows = [
+        [marks[t.met], t.name, f"{t.measured} {t.interval}".strip() + crosses[t.crosses], t.goal]
+        for t in targets
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)] if rows else []
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]

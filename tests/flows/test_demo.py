@@ -110,3 +110,23 @@ def test_targets_are_judged_against_the_issue_thresholds() -> None:
     at_chance = check_targets(_report(0.0, True, {}, (0.05, 0.01)), "pub", "ours", "no-anomaly")
     assert [t.met for t in at_chance[:2]] == [None, None]
     assert target_lines(bad)[0].startswith("MISSED")
+
+
+def test_leakage_targets_say_whether_the_interval_crosses_the_line() -> None:
+    """Raw worst leakage 0.5, the published set's 0.1 [0.02, 0.2]: removed 80%, interval [60%, 96%]
+    around REMOVED_MIN = 80% → met by the point estimate, but the interval crosses the line."""
+    from flows.demo import REMOVED_MIN
+
+    report = _report(0.8, False, {}, (0.05, 0.01))
+    for w in report["leakage_worst"]:
+        w["worst_leakage"] = {"raw": 0.5, "pub": 0.1, "ours": 0.1}
+        w["leakage_interval"] = {"raw": [0.4, 0.6], "pub": [0.02, 0.2], "ours": [0.0, 0.05]}
+    motion, static = check_targets(report, "pub", "ours", "no-anomaly")[:2]
+    assert REMOVED_MIN == 0.8 and motion.met and motion.interval == "[60%, 96%]" and motion.crosses
+    assert static.interval == "[90%, 100%]" and static.crosses is False
+    line = target_lines([motion])[0]
+    assert "80% [60%, 96%] (interval crosses the line)" in line
+    # a report without intervals (an older probe.json) still judges by the point estimate
+    assert (
+        check_targets(_report(0.85, False, {}, (0.05, 0.01)), "pub", "ours", "no-anomaly")[0].crosses is None
+    )
