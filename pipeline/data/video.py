@@ -285,9 +285,9 @@ def get_reader(name: str, *, num_threads: int = 1) -> VideoReader:
         return DecordReader(num_threads=num_threads)
     if name == "torchcodec":
         require_torchcodec()
-        raise ConfigError(
-            "--reader torchcodec imports, but this build has no torchcodec reader yet; use --reader pyav"
-        )
+        from pipeline.data.torchcodec_reader import TorchcodecReader
+
+        return TorchcodecReader()
     raise ConfigError(f"unknown video reader {name!r}; choose one of: {', '.join(READERS)}")
 
 
