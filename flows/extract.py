@@ -241,7 +241,12 @@ class _Encoder:
         n_motion = sum(i[1] == "motion" for i in items)
         crop = self.encoder.preprocess.crop
         motion = [c for _, _, _, c in items[:n_motion]]
-        static = [c for _, _, _, c in items[n_motion:]]
+        # Always one batch shape: a short batch is padded with blank static frames. The encoder's
+        # kernels depend on the batch size (an embedding encoded in a batch of 1 differs from the same
+        # clip in a batch of 32 in the last bits), so without this a resumed run, whose batches are
+        # cut differently, would not reproduce a clean run bit for bit. Costs at most one batch a run.
+        blank = np.zeros((crop, crop, 3), np.uint8)
+        static = [c for _, _, _, c in items[n_motion:]] + [blank] * (self.batch_size - len(items))
         pooled, temporal = encode_clips(
             self.encoder,
             np.stack(motion) if motion else np.zeros((0, 0, crop, crop, 3), np.uint8),
