@@ -99,3 +99,31 @@ def test_a_store_can_be_created_where_a_lock_was_taken_first(tmp_path: Path) -> 
     attrs = CacheAttrs(encoder_id="e", weights_sha256="0" * 64, dim=4, pooling="mean", preprocessing={})
     LatentCache.create_or_open(store, attrs)
     assert LatentCache.open(store).attrs == attrs
+
+
+def test_an_orchestrated_extraction_holds_the_lock_while_its_units_write(
+    held: tuple[Path, subprocess.Popen[str]], videos: Path, script_encoder: Path, tmp_path: Path
+) -> None:
+    """The coordinator locks; its units (lock=False) write under it; a second coordinator is refused."""
+    from flows.prefect_extract import ExtractSummary, WorkUnit, _extract_units, run_unit
+
+    store, proc = held
+    config = ExtractConfig(**encoder_config_kwargs(script_encoder), decode_workers=0, videos_per_part=3)
+    inputs = load_inputs(None, videos, None)
+    ran: list[str] = []
+
+    def coordinate(where: Path) -> ExtractSummary:
+        def run(units: list[WorkUnit]) -> tuple[list[dict[str, object]], list[object]]:
+            ran.extend(u.key for u in units)
+            return [run_unit(u, str(where), config) for u in units], []
+
+        def prepare() -> None:
+            extract(inputs.slice(0, 0), str(where), config, bar=False, lock=False)
+
+        return _extract_units(inputs, str(where), config, run, prepare)
+
+    with pytest.raises(WriterBusyError, match=rf"pid {proc.pid}"):
+        coordinate(store)
+    assert ran == []
+    summary = coordinate(tmp_path / "other.zarr")
+    assert (summary.ok, summary.failed) == (6, 0) and len(ran) == 2
