@@ -347,11 +347,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _normalised(cmap: float, chance: float) -> float:
-    """Above-chance share of cMAP: (cmap − chance) / (1 − chance), 0 = chance, 1 = perfect."""
-    return (cmap - chance) / (1.0 - chance) if chance < 1.0 else 0.0
-
-
 def _leakage(clips: Clips, labels: Labels, cfg: ProbeConfig) -> dict[str, Any]:
     """The attacker panel on every attribute, each figure with its 95% interval over people; the worst
     attacker per attribute (the leakage) and, with the full panel, the oracle line; an attribute the
