@@ -60,7 +60,7 @@ def probe(
 
       aam-pipeline probe --store work/demo.zarr --adapter work/adapter --attackers full --out p
     """
-    from flows.probe import TASK_OF, ProbeRunConfig
+    from flows.probe import TASK_OF, ProbeRunConfig, with_attackers
     from flows.probe import probe as run
     from flows.report import compare, summary_lines
 
@@ -69,7 +69,7 @@ def probe(
 
     with one_line_errors():
         chosen = tuple(dict.fromkeys(t.strip() for t in tasks.split(",") if t.strip()))
-        config = build_config(ProbeRunConfig, seed=seed, tasks=chosen, probes=_probes(attackers))
+        config = build_config(ProbeRunConfig, seed=seed, tasks=chosen, probes=with_attackers(attackers))
         result = run(
             store,
             out,
@@ -94,13 +94,3 @@ def probe(
         for name, outcome in s.probes.items():
             if outcome.status == "skipped" and record.tasks[TASK_OF[name]].status == "ok":
                 typer.echo(f"  skipped {name} on {s.name}: {outcome.reason}")
-
-
-def _probes(attackers: str) -> object:
-    """The default probe settings with the leakage panel ``attackers``; a bad name is one ConfigError."""
-    from pipeline.errors import ConfigError
-    from pipeline.probes.config import LeakageConfig, ProbeConfig
-
-    if attackers not in ("fast", "full"):
-        raise ConfigError(f"--attackers: expected fast or full, got {attackers!r}")
-    return ProbeConfig(leakage=LeakageConfig(panel=attackers))  # type: ignore[arg-type]

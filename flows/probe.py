@@ -116,6 +116,15 @@ class ProbeResult:
     seconds: float
 
 
+def with_attackers(attackers: str) -> ProbeConfig:
+    """The default probe settings with the leakage panel ``attackers`` (fast or full; `--attackers`)."""
+    from pipeline.probes.config import LeakageConfig
+
+    if attackers not in ("fast", "full"):
+        raise ConfigError(f"--attackers: expected fast or full, got {attackers!r}")
+    return ProbeConfig(leakage=LeakageConfig(panel=attackers))  # type: ignore[arg-type]
+
+
 def plan_tasks(labels: Labels, tasks: Sequence[str]) -> dict[str, ProbeOutcome]:
     """Per task: ok, or skipped with the reason (not requested, or the store lacks its labels)."""
     missing = {

@@ -24,7 +24,7 @@ def test_help_has_examples(verb: str) -> None:
     assert result.exit_code == 0
     assert "Examples" in result.output and f"aam-pipeline {verb}" in result.output
     options = (
-        ("--store", "--adapter", "--published", "--out", "--seed", "--tasks")
+        ("--store", "--adapter", "--published", "--out", "--seed", "--tasks", "--attackers")
         if verb == "probe"
         else ("--out",)
     )
@@ -88,3 +88,22 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, monkeypatch: pytest.Mon
         "no complete published partition",
     )
     assert not (tmp_path / "probe").exists()
+
+
+def test_attackers_option_picks_the_panel(tmp_path: Path) -> None:
+    """--attackers full runs the full panel and the oracle line; a bad name is one line and exit 2."""
+    store = write_store(tmp_path / "store.zarr", planted(identities=(8, 6), actions_per_identity=1))
+    out = tmp_path / "probe"
+    result = run(
+        "probe", "--store", str(store), "--out", str(out), "--tasks", "leakage", "--attackers", "full"
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "probe.json").read_text())
+    assert record["config"]["probes"]["leakage"]["panel"] == "full"
+    m = record["sets"][0]["probes"]["leakage_motion"]["metrics"]
+    assert m["panel"] == "full" and "hgb_pca" in m["attackers"] and len(m["oracle"]) == len(m["worst"])
+    assert "of the full panel" in result.stderr
+    bad = run("probe", "--store", str(store), "--out", str(out), "--attackers", "huge")
+    assert bad.exit_code == 2 and bad.stderr.strip().splitlines() == [
+        "error: --attackers: expected fast or full, got 'huge'"
+    ]
