@@ -59,7 +59,9 @@ class LeakageConfig(_Frozen):
         default_factory=_attackers, description="the panel's torch attackers (linear, mlp) by name"
     )
     panel: Literal["fast", "full"] = Field(
-        default="fast", description="fast: linear, mlp, knn_cosine; full: + logreg_cv, mlp_wide, hgb_pca"
+        default="fast",
+        description="fast: linear, mlp, knn_cosine; full: + logreg_cv, mlp_wide, hgb_pca, logreg_plain, "
+        "mlp_plain and the oracle line",
     )
     aggregate: Literal["video", "clip"] = Field(
         default="video", description="video: score a test video by its clips' mean probabilities"

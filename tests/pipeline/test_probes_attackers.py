@@ -55,7 +55,16 @@ def test_the_panel_reads_every_planted_shape(shape: str) -> None:
     cfg = LeakageConfig(panel="full", bootstrap=50)
     panel = probe_panel(clips, {"a": labels}, splits, cfg, people=people)
     (worst,) = panel.worst
-    assert panel.attackers == ("linear", "mlp", "knn_cosine", "logreg_cv", "mlp_wide", "hgb_pca")
+    assert panel.attackers == (
+        "linear",
+        "mlp",
+        "knn_cosine",
+        "logreg_cv",
+        "mlp_wide",
+        "hgb_pca",
+        "logreg_plain",
+        "mlp_plain",
+    )
     for name in panel.attackers:
         alone = attack(clips, labels, splits, name, attribute="a", cfg=cfg)
         assert worst.leakage >= alone.leakage - 1e-9, (name, alone.leakage, worst)
