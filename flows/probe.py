@@ -466,7 +466,9 @@ def _probe_functions(
 
     motion = es.motion
     return {
-        "action": lambda: _plain(action.probe_action(motion, labels.actions, labels.splits, cfg.action)),
+        "action": lambda: _plain(
+            action.probe_action(motion, labels.actions, labels.splits, cfg.action, people=labels.identity)
+        ),
         "temporal": lambda: _plain(
             temporal.probe_temporal(motion, labels.segments, labels.splits, cfg.temporal)
         ),
@@ -528,7 +530,7 @@ def brief(name: str, outcome: ProbeOutcome) -> str:
         return f"{name}: skipped ({outcome.reason})"
     m = outcome.metrics
     text = {
-        "action": lambda: f"top-1 {m['top1']:.3f} (chance {m['chance_top1']:.3f})",
+        "action": lambda: f"top-1 {m['top1']:.3f}{_ci(m, 'top1')} (chance {m['chance_top1']:.3f})",
         "temporal": lambda: f"mAP {m['map']:.3f}",
         "anomaly": lambda: f"frame AUC {m['auc']:.3f} (chance 0.5)",
         "reid": lambda: (

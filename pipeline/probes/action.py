@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.probes.bootstrap import bootstrap_interval, unit_groups
 from pipeline.probes.config import ActionConfig, FitConfig
 from pipeline.probes.fit import Probe, fit_probe
 from pipeline.probes.inputs import (
@@ -26,7 +28,8 @@ from pipeline.probes.metrics import topk_accuracy
 @dataclass(frozen=True)
 class ActionMetrics:
     """Video-level accuracy; ``top_k`` is top-``k`` with ``k = min(config top_k, num_classes)``;
-    ``chance_top1`` is the share of the most frequent class among test videos."""
+    ``chance_top1`` is the share of the most frequent class among test videos; ``top1_low``/``_high``:
+    its 95% bootstrap interval over the test videos' people (``resampled``: identities or videos)."""
 
     top1: float
     top_k: float
@@ -35,6 +38,9 @@ class ActionMetrics:
     num_classes: int
     num_train_videos: int
     num_test_videos: int
+    top1_low: float = math.nan
+    top1_high: float = math.nan
+    resampled: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,7 +80,12 @@ def score_videos(
 
 
 def probe_action(
-    clips: Clips, actions: Mapping[str, object], splits: Mapping[str, str], cfg: ActionConfig | None = None
+    clips: Clips,
+    actions: Mapping[str, object],
+    splits: Mapping[str, str],
+    cfg: ActionConfig | None = None,
+    *,
+    people: Mapping[str, object] | None = None,
 ) -> ActionMetrics:
     """Train on ``cfg.train_split`` videos, score ``cfg.test_split`` videos; videos without an action
     (untrimmed, anomaly) are ignored. A test video of a class never seen in training counts as wrong."""
@@ -91,6 +102,13 @@ def probe_action(
     top1 = topk_accuracy(y[seen], proba[seen], 1) * seen.mean() if seen.any() else 0.0
     top_k = topk_accuracy(y[seen], proba[seen], k) * seen.mean() if seen.any() else 0.0
     _, counts = np.unique([str(actions[v]) for v in test], return_counts=True)
+    hit = (seen & (np.argmax(proba, axis=1) == y)).astype(np.float64)  # (V,) top-1 hits
+    group, by = unit_groups(test, people)
+    low, high = (
+        bootstrap_interval(lambda r: float(hit[r].mean()), group, cfg.bootstrap, cfg.probe.seed)
+        if cfg.bootstrap and len(np.unique(group)) >= 2
+        else (math.nan, math.nan)
+    )
     return ActionMetrics(
         top1=float(top1),
         top_k=float(top_k),
@@ -99,4 +117,7 @@ def probe_action(
         num_classes=len(model.classes),
         num_train_videos=len(train),
         num_test_videos=len(test),
+        top1_low=low,
+        top1_high=high,
+        resampled=by,
     )

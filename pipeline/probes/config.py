@@ -43,6 +43,7 @@ class ActionConfig(_Frozen):
     probe: FitConfig = LINEAR
     clips_per_video: int = Field(default=5, ge=1, description="evenly spaced test clips per video")
     top_k: int = Field(default=5, ge=1)
+    bootstrap: int = Field(default=200, ge=0, description="resamples of test people for top-1's 95% interval")
     train_split: str = "train"
     test_split: str = "test"
 

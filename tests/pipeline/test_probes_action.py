@@ -92,3 +92,16 @@ def test_bias_probe_sees_a_gender_shortcut() -> None:
     fair = probe_bias(data.motion, data.actions, data.bias_splits, data.attributes["private_gender"])
     assert biased.per_group["female"] < biased.per_group["male"] - 0.1
     assert biased.accuracy < fair.accuracy - 0.1
+
+
+def test_action_top1_interval_over_people() -> None:
+    """On noise (top-1 near chance) the 95% interval over the test people holds the point estimate and
+    is wide; by video when no identities are given; none with bootstrap=0."""
+    data = synthetic_probe_data(1, action_signal=0.0, **SMALL)  # type: ignore[arg-type]
+    m = probe_action(data.motion, data.actions, data.splits, people=data.identities)
+    assert m.resampled == "identities" and m.top1_low <= m.top1 <= m.top1_high
+    assert m.top1_high - m.top1_low > 0.05
+    by_video = probe_action(data.motion, data.actions, data.splits)
+    assert by_video.resampled == "videos" and by_video.top1 == m.top1
+    off = probe_action(data.motion, data.actions, data.splits, ActionConfig(bootstrap=0))
+    assert np.isnan(off.top1_low) and np.isnan(off.top1_high)
