@@ -14,13 +14,16 @@ from stores.published import published_partitions
 @pytest.mark.slow
 def test_demo_runs_every_stage_on_the_tiny_preset(tmp_path: Path) -> None:
     lines: list[str] = []
-    result = run_demo(tmp_path / "demo", preset="tiny", epochs=2, echo=lines.append)
+    # Two epochs on ~100 videos is a smoke run: its adapter does not meet the default budget, so the
+    # thresholds are off here (the gate's own behaviour is tested in tests/flows/test_anonymize*.py).
+    result = run_demo(tmp_path / "demo", preset="tiny", epochs=2, echo=lines.append, gate=False)
     assert result.stages_done == ["synth", "extract", "train-adapter", "anonymize", "probe", "report"]
     assert result.extract.failed == 0 and result.extract.motion_clips > 0
     assert set(result.adapters) == {"default", "paper", "unseen"}
     (part,) = published_partitions(tmp_path / "demo" / "published")
     assert part.dataset == "demo" and part.rows == result.extract.motion_clips
     assert result.anonymize.gate.measured  # the synthetic benchmark carries private labels
+    assert part.manifest.leakage["results"]["gate"] == "off: measured, published without thresholds"
     report = json.loads((result.report.out / "report.json").read_text())
     names = [s["name"] for s in report["sets"]]
     assert names[0] == "raw" and "adapter:adapter-paper" in names and "adapter:adapter" in names
@@ -37,7 +40,7 @@ def test_the_same_stages_run_on_a_torchscript_encoder(
     tiny_benchmark: Path, script_encoder: Path, tmp_path: Path
 ) -> None:
     """Another encoder (any TorchScript file obeying the contract) and a manifest: nothing else changes."""
-    from flows.anonymize import anonymize
+    from flows.anonymize import AnonymizeConfig, anonymize
     from flows.extract import ExtractConfig, extract
     from flows.probe import ProbeRunConfig, probe
     from flows.train_adapter import TrainAdapterConfig, train_adapter_stage
@@ -49,7 +52,8 @@ def test_the_same_stages_run_on_a_torchscript_encoder(
     extracted = extract(read_manifest(tiny_benchmark / "manifest.parquet"), cache, config)
     assert extracted.failed == 0
     trained = train_adapter_stage(cache, tmp_path / "adapter", TrainAdapterConfig(epochs=2, device="cpu"))
-    published = anonymize(cache, tmp_path / "adapter", tmp_path / "published")
+    # a two-epoch adapter does not meet the default budget; the gate's thresholds are tested elsewhere
+    published = anonymize(cache, tmp_path / "adapter", tmp_path / "published", AnonymizeConfig(gate=False))
     assert published.gate.measured and published.dim == 32 and trained.clips > 0
     record = probe(
         cache,

@@ -404,7 +404,8 @@ def test_tiny_benchmark_cache(tiny_benchmark: Path, tmp_path: Path) -> None:
 
 def test_reid_metric_never_trains_on_a_queried_person() -> None:
     """Splits not drawn by person (a user's manifest): a queried person's train-split video is left
-    out of the learned metric's training instead of failing the probe."""
+    out of the learned metric's training instead of failing the probe, stays in the gallery, and the
+    protocol is cross-split (issue 22: the test people also appear in train)."""
     from types import SimpleNamespace
 
     from flows.probe import _reid
@@ -414,10 +415,11 @@ def test_reid_metric_never_trains_on_a_queried_person() -> None:
     splits = dict(data.splits)
     shared = next(v for v, s in splits.items() if s == "test")
     splits[shared] = "train"  # its person also has test videos
-    labels = SimpleNamespace(splits=splits, identity=data.identities)
+    labels = SimpleNamespace(splits=splits, identity=data.identities, actions=data.actions)
     out = _reid(data.motion, labels, "test")  # type: ignore[arg-type]
     assert out["num_train_identities"] == 10 and set(out["attackers"]) == {"cosine", "lda"}
-    assert out["protocol"] == "within-split" and out["skipped_attackers"] == {}
+    assert out["protocol"] == "cross-split" and out["skipped_attackers"] == {}
+    assert out["num_items"] == len([v for v in data.identities if v in data.motion.rows_by_video])
 
 
 def test_reid_on_splits_by_person_uses_the_cross_split_protocol() -> None:
@@ -430,8 +432,8 @@ def test_reid_on_splits_by_person_uses_the_cross_split_protocol() -> None:
 
     data = synthetic_probe_data(0, identities=(10, 10), dim=16, static_per_video=1)
     labels = SimpleNamespace(splits=data.splits, identity=data.identities, actions=data.actions)
-    assert reid_protocol(labels, "test") == "cross-split"  # type: ignore[arg-type]
-    assert reid_protocol(labels, None) == reid_protocol(labels, "train") == "within-split"  # type: ignore[arg-type]
+    assert reid_protocol("test") == reid_protocol("val") == "cross-split"
+    assert reid_protocol(None) == reid_protocol("train") == "within-split"
     out = _reid(data.motion, labels, "test")  # type: ignore[arg-type]
     assert out["protocol"] == "cross-split" and out["split"] == "test"
     with_identity = [v for v in data.identities if v in data.motion.rows_by_video]
