@@ -27,7 +27,8 @@ def anonymize(
         float,
         typer.Option(
             help="Refuse to publish when the adapter removes less than this fraction of the raw "
-            "above-chance leakage for any attribute and attacker (the paper's adapters remove 0.45-0.58)."
+            "above-chance leakage of any attribute, the panel's worst attacker on raw clips against its "
+            "worst on anonymized ones (the paper's adapters remove 0.45-0.58)."
         ),
     ] = DEFAULT_MIN_REDUCTION,
     no_gate: Annotated[
@@ -37,6 +38,14 @@ def anonymize(
             help="Measure and record leakage but publish whatever it is (the manifest says so).",
         ),
     ] = False,
+    gate_attackers: Annotated[
+        str,
+        typer.Option(
+            help="The gate's attacker panel: fast (linear, MLP, cosine k-NN; about a minute on the demo) or "
+            "full (+ cross-validated logistic regression, wide MLP with early stopping, gradient-boosted "
+            "trees, scikit-learn defaults; several times slower). See docs/probes.md."
+        ),
+    ] = "fast",
     allow_unmeasured: Annotated[
         bool,
         typer.Option(
@@ -100,10 +109,11 @@ def anonymize(
     video ids: `video_id` is a keyed pseudonym (HMAC-SHA256 under a key kept with the store), the same
     on every republish and append from that store, so data teams can join and dedupe.
 
-    **Privacy gate, on by default**: the leakage probe's attackers are trained on the train split and
-    scored on the held-out test split, on raw and anonymized motion clips; the numbers go into the
-    manifest. When the worst leakage is above --max-leakage or the smallest reduction below
-    --min-reduction, nothing is written and the command exits 4. Without private_* labels
+    **Privacy gate, on by default**: the leakage probe's attacker panel (--gate-attackers) is trained
+    on the train and val splits and scored on the held-out test split, on raw and anonymized motion
+    clips; the numbers, each attribute's winning attacker and 95% intervals over people go into the
+    manifest and the dataset card. When the worst leakage is above --max-leakage or the smallest
+    reduction below --min-reduction, nothing is written and the command exits 4. Without private_* labels
     leakage cannot be measured and the command exits 4 unless --allow-unmeasured. An adapter whose
     output is (nearly) its input is refused whatever the options: that would publish raw embeddings.
 
@@ -138,6 +148,7 @@ def anonymize(
             max_leakage=max_leakage,
             min_reduction=min_reduction,
             gate=not no_gate,
+            gate_attackers=gate_attackers,
             allow_unmeasured=allow_unmeasured,
             original_ids=original_ids,
             pseudonym_key=pseudonym_key,

@@ -79,6 +79,25 @@ def test_publishes_every_motion_clip_with_the_gate_numbers(
     assert result.gate.measured and result.gate.worst_leakage == pytest.approx(
         numbers["worst_leakage"], abs=1e-4
     )
+    assert numbers["panel"] == "fast: linear, mlp, knn_cosine" and "identities" in numbers["interval"]
+    for by_attacker in numbers["attributes"].values():
+        worst = by_attacker["worst"]
+        assert worst["won_by"] in {"linear", "mlp", "knn_cosine"}
+        assert worst["leakage"] == max(v["leakage"] for k, v in by_attacker.items() if k != "worst")
+        low, high = worst["leakage_interval"]
+        assert low <= worst["leakage"] <= high <= numbers["worst_leakage_high"]
+    removed = [w["removed"] for w in (by["worst"] for by in numbers["attributes"].values())]
+    assert numbers["min_reduction"] == min(r for r in removed if r is not None)  # worst against worst
+
+
+def test_the_full_panel_is_one_option_away(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    store, adapter = trained
+    config = AnonymizeConfig(gate=False, gate_attackers="full")
+    result = anonymize(store, adapter, tmp_path / "pub", config)
+    assert result.gate.record is not None and result.gate.record["panel"].startswith("full: ")
+    assert {"logreg_cv", "hgb_pca", "mlp_plain"} <= set(result.gate.record["attributes"]["gender"])
+    with pytest.raises(ValueError):
+        AnonymizeConfig(gate_attackers="strongest")  # type: ignore[arg-type]
 
 
 def test_nothing_private_leaves(trained: tuple[Path, Path], tmp_path: Path) -> None:
@@ -282,6 +301,13 @@ def _card_rows(card: str) -> dict[tuple[str, str], dict[str, str]]:
     return rows
 
 
+def _cell(value: object) -> str:
+    """A manifest number as the card writes it (4 significant digits; an interval as [low, high])."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_cell(v) for v in value) + "]"
+    return "n/a" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def test_the_dataset_card_says_what_the_manifest_says(
     trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -303,10 +329,7 @@ def test_the_dataset_card_says_what_the_manifest_says(
     assert set(rows) == set(attacks) and rows
     for key_, numbers in attacks.items():
         for column, value in numbers.items():
-            cell = rows[key_][column]
-            assert cell == (
-                "n/a" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
-            )
+            assert rows[key_][column] == _cell(value)
     assert f"**{results['worst_leakage']:.4g}**" in card and f"| {manifest['counts']['rows']}," in card
     assert card.count("| append |") == 1 and card.count("| new |") == 1
     assert (
