@@ -43,6 +43,7 @@ from pipeline.encoders.registry import build_encoder
 from pipeline.errors import ConfigError
 from stores.latent_cache import CacheAttrs, LatentCache, PartData
 from stores.manifest import manifest_from_folder, read_manifest
+from stores.published import public_encoder_id
 
 
 class ExtractConfig(BaseModel):
@@ -110,7 +111,7 @@ def cache_attrs(encoder: LoadedEncoder, spec: ClipSpec, config: ExtractConfig) -
             raise ConfigError(f"encoder {encoder.encoder_id} has no temporal tokens; drop --tokens")
         tokens = (encoder.time_groups, encoder.dim)
     return CacheAttrs(
-        encoder_id=encoder.encoder_id,
+        encoder_id=public_encoder_id(encoder.encoder_id),  # what the published manifest says too
         weights_sha256=encoder.weights_sha256,
         dim=encoder.dim,
         pooling=encoder.pooling,

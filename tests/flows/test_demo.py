@@ -55,6 +55,11 @@ def test_the_same_stages_run_on_a_torchscript_encoder(
     # a two-epoch adapter does not meet the default budget; the gate's thresholds are tested elsewhere
     published = anonymize(cache, tmp_path / "adapter", tmp_path / "published", AnonymizeConfig(gate=False))
     assert published.gate.measured and published.dim == 32 and trained.clips > 0
+    from stores.latent_cache import LatentCache
+
+    # one encoder id in the store, the adapter and the published manifest, without the file's location
+    store_id = LatentCache.open(cache).attrs.encoder_id
+    assert store_id == published.publish.partition.manifest.encoder_id == f"torchscript:{script_encoder.stem}"
     record = probe(
         cache,
         tmp_path / "probe",
