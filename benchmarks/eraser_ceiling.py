@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flows.probe import EmbeddingSet, adapter_set, raw_set
+from flows.probe_sets import EmbeddingSet, adapter_set, raw_set
 from flows.train_adapter import TRAIN_SPLITS
 from flows.views import Labels, labels_of
 from pipeline.adapter.nullspace import erase, fit_nullspace

@@ -12,6 +12,7 @@ frame-level ROC AUC over all test videos' frames.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline.probes.bootstrap import bootstrap_interval, unit_groups
 from pipeline.probes.config import AnomalyConfig
 from pipeline.probes.fit import AdamW, Standardiser, single_thread
 from pipeline.probes.inputs import Clips, ProbeError, labelled_videos, require_split
@@ -37,6 +39,9 @@ class AnomalyMetrics:
     num_train_abnormal: int
     num_test_videos: int
     num_test_frames: int
+    auc_low: float = math.nan  # 95% bootstrap interval over the test videos' people (`resampled`)
+    auc_high: float = math.nan
+    resampled: str = "identities"
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,9 +146,12 @@ def probe_anomaly(
     num_frames: Mapping[str, int],
     fps: Mapping[str, float],
     cfg: AnomalyConfig | None = None,
+    *,
+    people: Mapping[str, object] | None = None,
 ) -> AnomalyMetrics:
     """Fit on the train videos of ``intervals`` (``{video_id: [(start, end), …]}``, ``[]`` = normal; the
-    anomaly-task videos), score frame-level ROC AUC over the test videos."""
+    anomaly-task videos), score frame-level ROC AUC over the test videos, with a 95% interval from
+    resampling the test videos' ``people`` (``{video_id: identity}``; videos when absent)."""
     cfg = cfg or AnomalyConfig()
     train = labelled_videos(clips, intervals, splits, cfg.train_split)
     test = labelled_videos(clips, intervals, splits, cfg.test_split)
@@ -160,6 +168,18 @@ def probe_anomaly(
         labels.append(frame_labels(intervals[v], int(num_frames[v]), float(fps[v])))
     y = np.concatenate(labels)
     n_abnormal = sum(len(intervals[v]) > 0 for v in train)
+    group, by = unit_groups(test, people)
+
+    def auc_of(videos: np.ndarray) -> float:
+        return frame_auc(
+            np.concatenate([labels[i] for i in videos]), np.concatenate([scores[i] for i in videos])
+        )
+
+    low, high = (
+        bootstrap_interval(auc_of, group, cfg.bootstrap, cfg.seed)
+        if cfg.bootstrap and len(np.unique(group)) >= 2
+        else (math.nan, math.nan)
+    )
     return AnomalyMetrics(
         auc=frame_auc(y, np.concatenate(scores)),
         chance=0.5,
@@ -167,4 +187,7 @@ def probe_anomaly(
         num_train_abnormal=n_abnormal,
         num_test_videos=len(test),
         num_test_frames=len(y),
+        auc_low=low,
+        auc_high=high,
+        resampled=by,
     )

@@ -97,6 +97,7 @@ class TemporalConfig(_Frozen):
     nms_tiou: float = Field(default=0.5, gt=0, le=1)
     tious: tuple[float, ...] = TIOUS
     seed: int = 0
+    bootstrap: int = Field(default=200, ge=0, description="resamples of test people for mAP's 95% interval")
     train_split: str = "train"
     test_split: str = "test"
 
@@ -122,6 +123,7 @@ class AnomalyConfig(_Frozen):
     seed: int = 0
     train_split: str = "train"
     test_split: str = "test"
+    bootstrap: int = Field(default=200, ge=0, description="resamples of test people for AUC's 95% interval")
 
 
 class BiasConfig(_Frozen):

@@ -13,13 +13,15 @@ the midpoints between consecutive clip centres (for back-to-back clips a cell is
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from pipeline.probes.bootstrap import bootstrap_interval, unit_groups
 from pipeline.probes.config import TemporalConfig
 from pipeline.probes.fit import AdamW, Standardiser, single_thread
 from pipeline.probes.inputs import Clips, ProbeError, labelled_videos, require_split
@@ -38,6 +40,9 @@ class TemporalMetrics:
     num_train_videos: int
     num_test_videos: int
     num_detections: int
+    map_low: float = math.nan  # 95% bootstrap interval over the test videos' people (`resampled`)
+    map_high: float = math.nan
+    resampled: str = "identities"
 
 
 class TemporalHead(nn.Module):
@@ -191,9 +196,12 @@ def probe_temporal(
     segments: Mapping[str, Segments],
     splits: Mapping[str, str],
     cfg: TemporalConfig | None = None,
+    *,
+    people: Mapping[str, object] | None = None,
 ) -> TemporalMetrics:
     """Fit on the train videos of ``segments`` (``{video_id: [(start, end, label), …]}``, the untrimmed
-    videos), detect on the test videos, score detection mAP against their segments."""
+    videos), detect on the test videos, score detection mAP against their segments, with a 95% interval
+    from resampling the test videos' ``people`` (``{video_id: identity}``; videos when absent)."""
     cfg = cfg or TemporalConfig()
     train = labelled_videos(clips, segments, splits, cfg.train_split)
     test = labelled_videos(clips, segments, splits, cfg.test_split)
@@ -207,6 +215,12 @@ def probe_temporal(
     truth = [Segment(v, float(s), float(e), str(label)) for v in test for s, e, label in segments[v]]
     ap, classes = detection_ap(detections, truth, cfg.tious)
     per_tiou = ap.mean(axis=1)
+    group, by = unit_groups(test, people)
+    low, high = (
+        bootstrap_interval(_resampled_map(test, detections, truth, cfg.tious), group, cfg.bootstrap, cfg.seed)
+        if cfg.bootstrap and len(np.unique(group)) >= 2
+        else (math.nan, math.nan)
+    )
     return TemporalMetrics(
         map=float(per_tiou.mean()),
         map_per_tiou={float(t): float(m) for t, m in zip(cfg.tious, per_tiou, strict=True)},
@@ -214,4 +228,34 @@ def probe_temporal(
         num_train_videos=len(train),
         num_test_videos=len(test),
         num_detections=len(detections),
+        map_low=low,
+        map_high=high,
+        resampled=by,
     )
+
+
+def _resampled_map(
+    test: Sequence[str], detections: Sequence[Detection], truth: Sequence[Segment], tious: Sequence[float]
+) -> Callable[[np.ndarray], float]:
+    """mAP over a resample of the test videos (indices into ``test``): a video drawn k times counts as k
+    videos, its detections and ground truth copied under distinct ids."""
+    by_video_det: dict[str, list[Detection]] = {}
+    by_video_truth: dict[str, list[Segment]] = {}
+    for d in detections:
+        by_video_det.setdefault(d.video_id, []).append(d)
+    for t in truth:
+        by_video_truth.setdefault(t.video_id, []).append(t)
+
+    def statistic(rows: np.ndarray) -> float:
+        dets: list[Detection] = []
+        gts: list[Segment] = []
+        for copy, i in enumerate(rows):
+            v = test[int(i)]
+            dets += [d._replace(video_id=f"{v}#{copy}") for d in by_video_det.get(v, ())]
+            gts += [t._replace(video_id=f"{v}#{copy}") for t in by_video_truth.get(v, ())]
+        if not gts:
+            raise ProbeError("no ground truth in this resample")
+        ap, _ = detection_ap(dets, gts, tious)
+        return float(ap.mean(axis=1).mean())
+
+    return statistic

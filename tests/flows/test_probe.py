@@ -18,8 +18,8 @@ from flows.probe import (
     ProbeRunConfig,
     load_record,
     probe,
-    published_sets,
 )
+from flows.probe_sets import published_sets
 from pipeline.errors import ConfigError
 from pipeline.probes.config import LINEAR, MLP, LeakageConfig, ProbeConfig, TemporalConfig
 from pipeline.probes.synthetic import ProbeData, synthetic_probe_data
@@ -344,7 +344,7 @@ def test_adapter_set_through_anonymize_view(tmp_path: Path, monkeypatch: pytest.
         calls.append(adapter_dir)
         return view.motion * 0.5, view.static * 0.5
 
-    monkeypatch.setattr("flows.probe.anonymize_view", anonymize_view)
+    monkeypatch.setattr("flows.probe_sets.anonymize_view", anonymize_view)
     (tmp_path / "adapter-v1").mkdir()
     config = ProbeRunConfig(tasks=("action", "leakage"), probes=FAST)
     store = write_store(tmp_path / "store.zarr", planted(identities=(10, 8), actions_per_identity=2))

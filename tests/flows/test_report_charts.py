@@ -6,7 +6,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from flows.report import plot_leakage, plot_tradeoff
+from flows.report_charts import plot_leakage, plot_tradeoff
 
 PNG = b"\x89PNG\r\n\x1a\n"
 MIN_FONT_PX = 12.0  # ≈ 9 pt on a 100-dpi screen

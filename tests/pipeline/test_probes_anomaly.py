@@ -67,3 +67,13 @@ def test_anomaly_probe_needs_both_kinds_of_training_video() -> None:
     normal_only = {v: [] if data.splits[v] == "train" else iv for v, iv in data.anomalies.items()}
     with pytest.raises(ProbeError, match="normal and abnormal"):
         probe_anomaly(data.motion, normal_only, data.splits, data.num_frames, data.fps)
+
+
+def test_anomaly_auc_carries_an_interval_over_people() -> None:
+    data = synthetic_probe_data(0, identities=(40, 20), **SMALL)  # type: ignore[arg-type]
+    m = probe_anomaly(
+        data.motion, data.anomalies, data.splits, data.num_frames, data.fps, FAST, people=data.identities
+    )
+    assert m.resampled == "identities" and m.auc_low <= m.auc <= m.auc_high and m.auc_high > m.auc_low
+    plain = probe_anomaly(data.motion, data.anomalies, data.splits, data.num_frames, data.fps, FAST)
+    assert plain.resampled == "videos" and plain.auc == m.auc

@@ -97,3 +97,15 @@ def test_temporal_probe_finds_planted_segments_and_is_deterministic() -> None:
 def test_temporal_probe_on_noise_scores_low() -> None:
     data = synthetic_probe_data(1, identities=(40, 20), action_signal=0.0, **SMALL)  # type: ignore[arg-type]
     assert probe_temporal(data.motion, data.segments, data.splits, FAST).map < 0.15
+
+
+def test_temporal_map_carries_an_interval_over_people() -> None:
+    """The head is fitted once; resampling the test videos' people brackets the point estimate, and one
+    person per test video resamples exactly as many units as resampling videos does."""
+    data = synthetic_probe_data(0, identities=(40, 20), **SMALL)  # type: ignore[arg-type]
+    m = probe_temporal(data.motion, data.segments, data.splits, FAST, people=data.identities)
+    assert m.resampled == "identities" and m.map_low <= m.map <= m.map_high and m.map_high > m.map_low
+    by_video = probe_temporal(data.motion, data.segments, data.splits, FAST)
+    assert by_video.resampled == "videos" and by_video.map == m.map
+    none = probe_temporal(data.motion, data.segments, data.splits, FAST.model_copy(update={"bootstrap": 0}))
+    assert np.isnan(none.map_low) and none.map == m.map
