@@ -78,6 +78,11 @@ def _metric(s: SetRecord, probe: str, field: str) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+def _metrics_of(s: SetRecord, probe: str) -> Mapping[str, Any] | None:
+    outcome = s.probes.get(probe)
+    return None if outcome is None else outcome.metrics
+
+
 def _attacks(s: SetRecord, view: str) -> dict[tuple[str, str], dict[str, Any]]:
     """(attribute, attacker) -> attack result of one view ("motion" or "static")."""
     outcome = s.probes.get(f"leakage_{view}")
@@ -223,6 +228,7 @@ def compare(record: ProbeRecord, probe_path: str = "") -> dict[str, Any]:
                 "chance": chance,
                 "lower_is_better": lower,
                 "values": values,
+                "intervals": {s.name: _interval(_metrics_of(s, probe), field) for s in sets},
                 "deltas": {n: _minus(v, values[raw.name]) for n, v in values.items()},
             }
         )
@@ -337,7 +343,7 @@ def markdown(report: dict[str, Any]) -> str:
             [
                 m["label"] + arrow,
                 fmt(m["chance"]),
-                *[fmt(m["values"][n]) for n in names],
+                *[fmt(m["values"][n]) + _fmt_interval((m.get("intervals") or {}).get(n)) for n in names],
                 *[fmt(m["deltas"][n], signed=True) for n in others],
             ]
         )
@@ -351,7 +357,7 @@ def markdown(report: dict[str, Any]) -> str:
         deltas = [_minus(by_name[n][key], by_name[raw][key]) for n in others]
         rows.append([label, "—", *[fmt(v) for v in values], *[fmt(d, signed=True) for d in deltas]])
     lines += _table(header, rows)
-    lines += ["", "↓: lower is better (privacy). Δ = set − raw.", ""]
+    lines += ["", "↓: lower is better (privacy). Δ = set − raw. [low, high]: 95% interval over people.", ""]
     lines += _reid_lines(report.get("reid") or {})
     lines += _leakage_sections(report, names, others)
     lines += _bias_section(report, names)

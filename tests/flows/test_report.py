@@ -204,17 +204,22 @@ def test_report_md_numbers_match_probe_json(tmp_path_factory: pytest.TempPathFac
     action = summary["action top-1"]
     assert action[1:] == [
         fmt(_m(raw, "action", "chance_top1")),
-        fmt(_m(raw, "action", "top1")),
-        fmt(_m(clean, "action", "top1")),
+        _with_ci(raw, "action", "top1"),
+        _with_ci(clean, "action", "top1"),
         fmt(_m(clean, "action", "top1") - _m(raw, "action", "top1"), signed=True),
     ]
-    assert summary["temporal detection mAP@tIoU 0.3:0.7"][2] == fmt(_m(raw, "temporal", "map"))
-    assert summary["anomaly frame-level AUC"][3] == fmt(_m(clean, "anomaly", "auc"))
+    # every utility and re-ID figure with its interval over people
+    assert summary["temporal detection mAP@tIoU 0.3:0.7"][2] == _with_ci(raw, "temporal", "map")
+    assert summary["anomaly frame-level AUC"][3] == _with_ci(clean, "anomaly", "auc")
     assert summary["re-ID top-1 (↓)"][1:4] == [
         fmt(_m(raw, "reid", "chance_top1")),
-        fmt(_m(raw, "reid", "top1")),
-        fmt(_m(clean, "reid", "top1")),
+        _with_ci(raw, "reid", "top1"),
+        _with_ci(clean, "reid", "top1"),
     ]
+    assert (
+        "[" in summary["temporal detection mAP@tIoU 0.3:0.7"][2]
+        and "[" in summary["anomaly frame-level AUC"][2]
+    )
     assert summary["bias gap Δ (best − worst group) (↓)"][2] == fmt(_m(raw, "bias", "delta"))
 
     motion = _md_table(md, "attribute")  # the first: motion clips
@@ -243,6 +248,15 @@ def _attacks(s: SetRecord) -> list[dict[str, Any]]:
     metrics = s.probes["leakage_motion"].metrics
     assert metrics is not None
     return list(metrics["attacks"])
+
+
+def _with_ci(s: SetRecord, probe: str, field: str) -> str:
+    """A summary cell: the figure and, when probe.json has one, its [low, high] interval."""
+    metrics = s.probes[probe].metrics
+    assert metrics is not None
+    low, high = metrics.get(f"{field}_low"), metrics.get(f"{field}_high")
+    interval = "" if low is None or high is None else f" [{fmt(low)}, {fmt(high)}]"
+    return fmt(_m(s, probe, field)) + interval
 
 
 def _m(s: SetRecord, probe: str, field: str) -> float:
