@@ -2,7 +2,8 @@
 
 Used by the report charts (flows/report_charts.py). Each label is tried at growing distances and
 several angles around its point; the first spot inside the axes that is clear of every marker, every
-placed label and the given obstacles (a legend) wins. A label placed far from its point gets a thin leader line.
+placed label and the given obstacles (a legend) wins. A label placed far from its point gets a thin
+leader line.
 """
 
 from __future__ import annotations
