@@ -38,6 +38,17 @@ WRITES: dict[str, list[str]] = {
         "pipeline.adapter.checkpoint:_write_durably",
         "os:replace",
     ],
+    "anonymize": [
+        "stores._published_extras:write_bytes",
+        "stores._fs:StoreRoot.write_json",
+        "stores._fs:StoreRoot.remove_tree",
+        "stores._fs:StoreRoot.rename_dir",
+        "stores._atomic:link_files",
+        "stores._atomic:fsync_tree",
+        "stores._atomic:exchange",
+        "stores._atomic:fsync_dir",
+        "stores.pseudonyms:_write_private",
+    ],
 }
 
 
@@ -65,12 +76,19 @@ def install(stage: str, stop_at: int, count_file: str) -> None:
     atexit.register(lambda: Path(count_file).write_text(str(state["count"])))
 
 
-def run_stage(stage: str, stop_at: int, args: list[str], count_file: Path, timeout: float = 300) -> int:
-    """Run `aam-pipeline ARGS` in a child process that stops after write `stop_at`; its exit status."""
+def run_killed(
+    stage: str, stop_at: int, args: list[str], count_file: Path, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run `aam-pipeline ARGS` in a child process that stops after write `stop_at` (0: never)."""
     command = [sys.executable, "-m", "tests.faults", stage, str(stop_at), str(count_file), "--", *args]
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_stage(stage: str, stop_at: int, args: list[str], count_file: Path, timeout: float = 300) -> int:
+    """`run_killed`, asserting the child either finished or was stopped (no other exit, no traceback)."""
+    done = run_killed(stage, stop_at, args, count_file, timeout)
     if done.returncode not in (0, KILLED) or "Traceback" in done.stderr:
         raise AssertionError(
             f"{stage} stopped at write {stop_at}: exit {done.returncode}\n{done.stderr[-3000:]}"
