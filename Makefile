@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint typecheck arch ci bench bench-gpu bench-seeds bench-ceiling encoder clean
+.PHONY: install demo test test-fast lint typecheck arch ci bench bench-gpu bench-seeds bench-ceiling faults encoder clean
 
 install: $(STAMP)
 	@:
@@ -52,6 +52,12 @@ encoder: install
 bench: install
 	@$(PY) benchmarks/bench_extract.py
 	@$(PY) benchmarks/bench_adapter.py --threads 1
+	@$(PY) benchmarks/bench_scale.py --preset hmdb --work bench-out/scale-hmdb --epochs 1 --threads 1 \
+		--json bench-out/scale-hmdb.json
+
+# Kills at writes, two writers, full/read-only filesystems, the published-byte scan (docs/latent-cache.md).
+faults: install
+	@$(PY) benchmarks/fault_injection.py --quick
 
 bench-gpu: install
 	@$(PY) benchmarks/bench_extract.py --gpu
