@@ -15,7 +15,10 @@ Then the peak memory (RSS of the extract process and its decode workers) of `aam
 a long video against a short one of the same size.
 
 Ratios: full / (decode + encode) [CPU target <= 1.15]; full clips/s / min(decode, encode) clips/s
-[GPU target >= 0.8]; naive / decode-once time. `--gpu` is the H200 preset: random-weight VideoMAE-B,
+[GPU target >= 0.8]; naive / decode-once time. The encode-only pass runs on the torch threads the full
+`extract` gives its encoder (`flows.extract.encoder_threads`), so the two compare like for like. The
+system-time share of the full extract is sys / (user + sys) CPU time of this process and its decode
+workers over those passes (`resource.getrusage`). `--gpu` is the H200 preset: random-weight VideoMAE-B,
 bf16 (autocast on CUDA), 16 decode workers, 720p videos, and the encoder-only ceiling.
 
 Examples:
@@ -41,6 +44,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import flows  # noqa: F401  (sets OMP_WAIT_POLICY before the first torch import, as extract runs)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {
@@ -273,15 +278,30 @@ def decode_pass(jobs: list[Any], settings: Any, workers: int, keep: int) -> tupl
     return time.perf_counter() - start, load
 
 
-def encode_pass(config: Any, load: Workload) -> float:
-    """Build the encoder, then embed `load.clips` clips in batches with the run's mix of kinds."""
-    import numpy as np
+def encode_pass(config: Any, load: Workload, workers: int) -> float:
+    """Build the encoder, then embed `load.clips` clips in batches with the run's mix of kinds, on the
+    torch threads `extract` gives it beside `workers` decode processes."""
     import torch
 
-    from flows.extract import encode_clips, load_encoder
+    from flows.extract import encoder_threads, load_encoder
 
     start = time.perf_counter()
     encoder = load_encoder(config)
+    before = torch.get_num_threads()
+    torch.set_num_threads(encoder_threads(encoder, workers))
+    try:
+        _encode_batches(encoder, config, load)
+    finally:
+        torch.set_num_threads(before)
+    return time.perf_counter() - start
+
+
+def _encode_batches(encoder: Any, config: Any, load: Workload) -> None:
+    import numpy as np
+    import torch
+
+    from flows.extract import encode_clips
+
     crop, batch = encoder.preprocess.crop, config.batch_size
     buffer = torch.empty(
         (batch, 3, encoder.frames_per_clip, crop, crop), dtype=torch.float32, device=encoder.device
@@ -299,19 +319,36 @@ def encode_pass(config: Any, load: Workload) -> float:
         )
     if encoder.device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
-def full_pass(inputs: Any, store: Path, config: Any) -> tuple[float, Any]:
+def cpu_times() -> tuple[float, float]:
+    """(user, system) CPU seconds of this process and of its children that have exited (the decode
+    workers of a finished extract)."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + children.ru_utime, own.ru_stime + children.ru_stime
+
+
+def system_share(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """sys / (user + sys) of the CPU time spent between two `cpu_times` readings."""
+    user, system = after[0] - before[0], after[1] - before[1]
+    return system / (user + system) if user + system > 0 else 0.0
+
+
+def full_pass(inputs: Any, store: Path, config: Any) -> tuple[float, Any, float]:
+    """Seconds, result and system-time share of one `extract` into a fresh store."""
     from flows.extract import extract
 
     shutil.rmtree(store, ignore_errors=True)
+    cpu = cpu_times()
     start = time.perf_counter()
     result = extract(inputs, store, config, bar=False)
     seconds = time.perf_counter() - start
+    share = system_share(cpu, cpu_times())
     if result.failed:
         raise SystemExit(f"extract failed on {result.errors[:3]}")
-    return seconds, result
+    return seconds, result, share
 
 
 def naive_one(job: tuple[str, Any, Any]) -> int:
@@ -461,14 +498,15 @@ def run_timings(
     args: argparse.Namespace, work: Path, encoder_name: str, overrides: dict[str, int]
 ) -> dict[str, Any]:
     """The four passes, `args.repeats` times each; medians and ratios."""
-    import torch
 
+    from flows.cpu import keep_freed_memory
     from flows.decode_pool import DecodeJob
     from flows.extract import (
         ExtractConfig,
         clip_spec,
         decode_settings,
         decode_worker_count,
+        encoder_threads,
         load_encoder,
         load_inputs,
     )
@@ -496,32 +534,37 @@ def run_timings(
         reader=args.reader,
         **overrides,
     )
+    keep_freed_memory()  # as extract does: every pass of this process on the same heap policy
     encoder = load_encoder(config)
     spec = clip_spec(config, encoder)
     settings = decode_settings(config, encoder, spec)
     workers = decode_worker_count(config, encoder, len(paths))
+    threads = encoder_threads(encoder, workers)
     jobs = [DecodeJob(v, p) for v, p in zip(inputs.column("video_id").to_pylist(), paths, strict=True)]
     naive_paths = paths[: args.naive_videos] if args.naive_videos else paths
     naive_jobs = jobs[: len(naive_paths)]
     print(
         f"{len(paths)} videos, device {encoder.device}, {workers} decode workers, batch {args.batch_size}, "
-        f"torch threads {torch.get_num_threads()}, cores {os.cpu_count()}",
+        f"encoder torch threads {threads}, cores {os.cpu_count()}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}",
         flush=True,
     )
     del encoder
 
     # Untimed warm-up: the first decode and the first forward pay one-off costs (CUDA context, caches).
     _, load = decode_pass(jobs[:1], settings, workers, keep=args.batch_size)
-    encode_pass(config, Workload(load.kinds[: args.batch_size], load.motion, load.static))
+    encode_pass(config, Workload(load.kinds[: args.batch_size], load.motion, load.static), workers)
 
     times: dict[str, list[float]] = {"decode": [], "encode": [], "full": [], "naive": [], "once_subset": []}
+    shares: list[float] = []
     clips = motion = static = naive_clips = 0
     for r in range(args.repeats):
         seconds, load = decode_pass(jobs, settings, workers, keep=args.batch_size)
         times["decode"].append(seconds)
-        times["encode"].append(encode_pass(config, load))
-        seconds, result = full_pass(inputs, work / "store", config)
+        times["encode"].append(encode_pass(config, load, workers))
+        seconds, result, share = full_pass(inputs, work / "store", config)
         times["full"].append(seconds)
+        shares.append(share)
         clips, motion, static = load.clips, result.motion_clips, result.static_clips
         if motion + static != clips:
             raise SystemExit(f"extract stored {motion + static} clips, decoding gave {clips}")
@@ -529,13 +572,19 @@ def run_timings(
         times["naive"].append(seconds)
         times["once_subset"].append(decode_pass(naive_jobs, settings, workers, keep=0)[0])
         print(
-            f"repeat {r + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
+            f"repeat {r + 1}/{args.repeats}: "
+            + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items())
+            + f", full sys share {share:.3f}",
             flush=True,
         )
     med = {k: statistics.median(v) for k, v in times.items()}
     rate = {k: clips / med[k] for k in ("decode", "encode", "full")}
     return {
         "decode_workers": workers,
+        "encoder_threads": threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "system_share_full": shares,
+        "system_share_full_median": statistics.median(shares),
         "videos": len(paths),
         "video_size": args.size if not args.inputs else str(args.inputs),
         "frames_per_video": args.frames if not args.inputs else None,
@@ -591,6 +640,7 @@ def print_report(r: dict[str, Any]) -> None:
         print(
             f"\n{t['videos']} videos, {t['clips']['total']} clips ({t['clips']['motion']} motion), "
             f"encoder {r['encoder']}, {t['decode_workers']} decode workers, "
+            f"{t['encoder_threads']} encoder threads, "
             f"median of {len(t['seconds']['full'])}"
         )
         print(f"  decode-only   {med['decode']:8.2f} s  {rate['decode']:9.1f} clips/s")
@@ -613,6 +663,10 @@ def print_report(r: dict[str, Any]) -> None:
             "[GPU target >= 0.8]"
         )
         print(f"  naive / decode-once time           = {ratios['naive_over_once_decode']:.2f}x")
+        print(
+            f"  full extract system-time share     = {t['system_share_full_median']:.3f}  "
+            "(sys / (user + sys), this process and its decode workers)"
+        )
     for m in r["memory"]:
         print(
             f"  memory, {m['label']} video ({m['seconds_of_video']} s at {m['size']}, "

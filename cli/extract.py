@@ -51,6 +51,13 @@ def extract(
         int | None, typer.Option(help="N evenly spaced clips per video instead of striding.")
     ] = None,
     static_frames: Annotated[int, typer.Option(help="K evenly spaced static clips per video.")] = 10,
+    static_frames_test: Annotated[
+        int | None,
+        typer.Option(
+            help="K for the videos of the test split (only the probes read their static clips; "
+            "default: --static-frames). Recorded in the store."
+        ),
+    ] = None,
     tokens: Annotated[bool, typer.Option(help="Also store temporal tokens [T', D] per clip.")] = False,
     float16: Annotated[bool, typer.Option(help="Store embeddings as float16.")] = False,
     reader: Annotated[
@@ -114,6 +121,7 @@ def extract(
             stride=stride,
             num_clips=num_clips,
             static_frames=static_frames,
+            static_frames_test=static_frames_test,
             tokens=tokens,
             dtype="float16" if float16 else "float32",
             reader=reader,

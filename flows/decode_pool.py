@@ -9,6 +9,10 @@ A worker that dies (a decoder crash on a corrupt stream) costs only the input it
 reported as failed and a fresh worker takes the next one. Workers share no queue or lock, so a death
 in the middle of a send cannot lose or garble another input's events, and every event a worker sent
 before it died is delivered. Workers never import torch (decoding does not need it): they start fast.
+
+A process that runs one extraction after another (a Dask worker running work units) may keep the
+workers of a finished run for the next run with the same settings (`keep_decoders`): starting them
+afresh costs a new interpreter and its imports for every unit.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from flows.cpu import keep_freed_memory
 from pipeline.data.clips import ClipSpec
 from pipeline.data.decode import ClipChunk, FrameSize, MediaPlan, decode_chunks, plan_media
 from pipeline.errors import PipelineError
@@ -34,6 +39,14 @@ from pipeline.errors import PipelineError
 class DecodeJob:
     video_id: str
     path: str
+    static_frames: int | None = None  # static clips of this input; None = the settings' ClipSpec's
+
+
+def job_spec(job: DecodeJob, spec: ClipSpec) -> ClipSpec:
+    """The clip placement of one input: `spec` with the job's own number of static frames."""
+    if job.static_frames is None or job.static_frames == spec.static_frames:
+        return spec
+    return spec.model_copy(update={"static_frames": job.static_frames})
 
 
 @dataclass(frozen=True)
@@ -76,7 +89,7 @@ DecodeFn = Callable[[DecodeJob, DecodeSettings], Iterator[Event]]
 def decode_one(job: DecodeJob, settings: DecodeSettings) -> Iterator[Event]:
     """All events of one input; a failure becomes a `Failed` event, never an exception."""
     try:
-        plan = plan_media(job.path, settings.spec, settings.reader)
+        plan = plan_media(job.path, job_spec(job, settings.spec), settings.reader)
         yield Planned(job.video_id, plan)
         for chunk in decode_chunks(job.path, plan, settings.frame, settings.chunk, settings.reader):
             yield Chunk(job.video_id, chunk)
@@ -129,10 +142,62 @@ def decode_in_workers(
 
 _END = object()
 
+# Workers of finished pools, kept for the next pool of this process with the same settings and decode
+# function (`keep_decoders`); at most `_IDLE_MAX` of them. Daemonic: they end with this process.
+_IDLE: list[tuple[DecodeSettings, DecodeFn, _Worker]] = []
+_IDLE_LOCK = threading.Lock()
+_IDLE_MAX = 0
+
+
+def keep_decoders(workers: int) -> None:
+    """Keep up to `workers` decode processes of each finished run of this process for the next run with
+    the same settings (0: stop them at the end of every run, the default). A Dask worker runs one work
+    unit after another; each unit's run starting its decode processes afresh cost a new interpreter and
+    its imports, about 1 s of CPU a unit on a 2-core machine (docs/orchestration.md)."""
+    global _IDLE_MAX
+    with _IDLE_LOCK:
+        _IDLE_MAX = max(0, workers)
+        while len(_IDLE) > _IDLE_MAX:
+            _stop(_IDLE.pop()[2])
+
+
+def _take_idle(settings: DecodeSettings, decode: DecodeFn) -> _Worker | None:
+    """A kept worker for these settings that is alive with nothing unread; None when there is none."""
+    with _IDLE_LOCK:
+        while True:
+            k = next((k for k, (s, d, _) in enumerate(_IDLE) if s == settings and d is decode), None)
+            if k is None:
+                return None
+            worker = _IDLE.pop(k)[2]
+            if worker.proc.is_alive() and not worker.conn.poll():
+                return worker
+            _stop(worker)
+
+
+def _keep_idle(settings: DecodeSettings, decode: DecodeFn, worker: _Worker) -> bool:
+    """Keep a worker that finished its jobs for a later pool; False when there is no room."""
+    with _IDLE_LOCK:
+        if len(_IDLE) >= _IDLE_MAX or not worker.proc.is_alive():
+            return False
+        worker.job = None
+        _IDLE.append((settings, decode, worker))
+        return True
+
+
+def _stop(worker: _Worker) -> None:
+    with contextlib.suppress(OSError):
+        worker.conn.send(None)
+    worker.proc.join(timeout=5)
+    if worker.proc.is_alive():
+        worker.proc.terminate()
+        worker.proc.join(timeout=5)
+    worker.conn.close()
+
 
 def _worker(conn: Connection, settings: DecodeSettings, decode: DecodeFn) -> None:
     # Ctrl-C reaches the whole process group; the parent shuts its workers down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_freed_memory()  # every chunk allocates and frees the same large arrays
     try:
         while (job := conn.recv()) is not None:
             try:
@@ -194,8 +259,11 @@ class _Pool:
             self._put(err)
 
     def shutdown(self) -> None:
-        """Stop every worker: politely after a complete run, at once after an early stop."""
+        """Stop every worker: politely after a complete run (or keep it, `keep_decoders`), at once after
+        an early stop."""
         finished = not self.unfinished
+        if finished:
+            self.workers = [w for w in self.workers if not _keep_idle(self.settings, self.decode, w)]
         for w in self.workers:
             if finished:
                 with contextlib.suppress(OSError):
@@ -211,6 +279,11 @@ class _Pool:
         self.workers = []
 
     def _start(self) -> None:
+        kept = _take_idle(self.settings, self.decode)
+        if kept is not None:
+            self.workers.append(kept)
+            self._assign(kept)
+            return
         parent, child = self.ctx.Pipe(duplex=True)
         proc = self.ctx.Process(
             target=_worker,

@@ -22,6 +22,7 @@ import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.cpu import keep_freed_memory
 from flows.decode_pool import (
     Chunk,
     DecodeJob,
@@ -62,7 +63,10 @@ class ExtractConfig(BaseModel):
     frame_step: int = Field(1, ge=1)
     stride: int | None = Field(None, ge=1)
     num_clips: int | None = Field(None, ge=1)
-    static_frames: int = Field(10, ge=0)
+    static_frames: int = Field(10, ge=0, description="static clips per video (of every split but test)")
+    static_frames_test: int | None = Field(
+        None, ge=0, description="static clips per video of the test split; None = static_frames"
+    )
     tokens: bool = False
     dtype: Literal["float32", "float16"] = "float32"
     reader: Literal["pyav", "decord", "torchcodec"] = Field(
@@ -110,19 +114,43 @@ def cache_attrs(encoder: LoadedEncoder, spec: ClipSpec, config: ExtractConfig) -
         if encoder.time_groups is None or encoder.output != "tokens":
             raise ConfigError(f"encoder {encoder.encoder_id} has no temporal tokens; drop --tokens")
         tokens = (encoder.time_groups, encoder.dim)
+    preprocessing: dict[str, Any] = {
+        "clips": spec.model_dump(mode="json"),
+        "preprocess": encoder.preprocess.model_dump(mode="json"),
+        "decoder": config.reader,
+    }
+    by_split = static_frames_by_split(config)
+    if by_split:  # absent when every split has clips.static_frames: the stores made before it had
+        preprocessing["static_frames_by_split"] = by_split
     return CacheAttrs(
         encoder_id=public_encoder_id(encoder.encoder_id),  # what the published manifest says too
         weights_sha256=encoder.weights_sha256,
         dim=encoder.dim,
         pooling=encoder.pooling,
         dtype=config.dtype,
-        preprocessing={
-            "clips": spec.model_dump(mode="json"),
-            "preprocess": encoder.preprocess.model_dump(mode="json"),
-            "decoder": config.reader,
-        },
+        preprocessing=preprocessing,
         tokens=tokens,
     )
+
+
+# The split whose static clips only the probes read (to score attackers fit on train and val clips);
+# the adapter trains on those of train and val.
+TEST_SPLIT = "test"
+
+
+def static_frames_by_split(config: ExtractConfig) -> dict[str, int]:
+    """The splits whose videos get another number of static clips than `config.static_frames`."""
+    test = config.static_frames_test
+    return {} if test is None or test == config.static_frames else {TEST_SPLIT: test}
+
+
+def static_frames_of(preprocessing: dict[str, Any], split: str | None) -> int:
+    """Static clips per video of `split` in a store with these `preprocessing` attributes (stores made
+    before `static_frames_by_split` have `clips.static_frames` for every split)."""
+    by_split = preprocessing.get("static_frames_by_split") or {}
+    if split is not None and split in by_split:
+        return int(by_split[split])
+    return int(preprocessing["clips"]["static_frames"])
 
 
 def fingerprint(path: str) -> tuple[int, int] | None:
@@ -287,6 +315,7 @@ def extract(
     if config.reader == "torchcodec":
         require_torchcodec()  # before the encoder loads
     start = time.perf_counter()
+    keep_freed_memory()  # else every batch page-faults its buffers back in (flows/cpu.py)
     encoder = encoder or load_encoder(config)
     spec = clip_spec(config, encoder)
     # Opened (and checked) before the lock is taken: bad arguments leave no lock file behind.
@@ -322,7 +351,7 @@ def _extract(
     if todo:
         settings = decode_settings(config, encoder, spec)
         workers = decode_worker_count(config, encoder, len(todo))
-        jobs = [DecodeJob(ids[i], paths[i]) for i in todo]
+        jobs = decode_jobs(inputs, todo, config)
         events = decode_in_workers(jobs, settings, workers) if workers else decode_inline(jobs, settings)
         state = {ids[i]: _Video(row=i, fingerprint=prints[i]) for i in todo}
         # closing: whatever happens in _run, the decode workers stop with it.
@@ -345,16 +374,31 @@ def _extract(
     return result
 
 
+def encoder_threads(encoder: LoadedEncoder, decode_workers: int) -> int:
+    """Torch threads for the encoder during an extraction with `decode_workers` processes: on CPU the
+    cores the workers leave (at least one, never more than torch's setting, so OMP_NUM_THREADS or
+    torch.set_num_threads can lower it); elsewhere, or decoding inline, torch's own setting."""
+    threads = torch.get_num_threads()
+    if encoder.device.type != "cpu" or decode_workers == 0:
+        return threads
+    return max(1, min(threads, (os.cpu_count() or 1) - decode_workers))
+
+
+def decode_jobs(inputs: pa.Table, rows: list[int], config: ExtractConfig) -> list[DecodeJob]:
+    """One decode job per row of `inputs`, with its split's number of static clips."""
+    ids = inputs.column("video_id").to_pylist()
+    paths = inputs.column("path").to_pylist()
+    splits = inputs.column("split").to_pylist() if "split" in inputs.column_names else [None] * len(ids)
+    by_split = static_frames_by_split(config)
+    return [DecodeJob(ids[i], paths[i], by_split.get(splits[i] or "")) for i in rows]
+
+
 @contextlib.contextmanager
 def _cpu_threads(encoder: LoadedEncoder, decode_workers: int) -> Iterator[None]:
-    """On CPU the decode workers and the encoder share the cores: for the run, the encoder gets the
-    cores the workers leave. Oversubscribed, torch's threads stall each other (measured on 2 cores:
-    1 worker + 2 torch threads took 12.2 s where 1 + 1 took 8.8 s)."""
-    if encoder.device.type != "cpu" or decode_workers == 0:
-        yield
-        return
+    """`encoder_threads` for the run. Oversubscribed, torch's threads stall each other (measured on 2
+    cores: 1 worker + 2 torch threads took 12.2 s where 1 + 1 took 8.8 s)."""
     before = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(before, (os.cpu_count() or 1) - decode_workers)))
+    torch.set_num_threads(encoder_threads(encoder, decode_workers))
     try:
         yield
     finally:
@@ -404,14 +448,25 @@ def decode_settings(config: ExtractConfig, encoder: LoadedEncoder, spec: ClipSpe
     return DecodeSettings(spec, frame, config.reader, chunk=max(1, config.batch_size // 2))
 
 
+# Encoders whose clip costs the CPU hundreds of times what decoding it does (VideoMAE-B: about 361
+# GFLOPs a clip at 224 px, against a few ms to decode and resize its 16 frames): one decode worker
+# keeps them fed, and every other core is theirs.
+HEAVY_ENCODERS = ("videomae", "vjepa2")
+
+
 def decode_worker_count(config: ExtractConfig, encoder: LoadedEncoder, n_inputs: int) -> int:
-    """Decode processes for `n_inputs` inputs: the config's, or about half the cores on CPU (the
-    encoder needs the rest) and all but one with a GPU."""
+    """Decode processes for `n_inputs` inputs: the config's; with a GPU all cores but one; on CPU one
+    for a transformer encoder (`HEAVY_ENCODERS`) and half the cores for the others (the tiny 3-D CNN,
+    TorchScript), the encoder's torch threads getting the rest (`encoder_threads`)."""
     if config.decode_workers is not None:
         return config.decode_workers
     cores = os.cpu_count() or 1
-    # On CPU the encoder needs cores too; on a GPU every core can decode.
-    wanted = cores - 1 if encoder.device.type == "cuda" else max(1, cores // 2)
+    if encoder.device.type == "cuda":
+        wanted = cores - 1
+    elif encoder.encoder_id.partition(":")[0] in HEAVY_ENCODERS:
+        wanted = 1
+    else:
+        wanted = max(1, cores // 2)
     return max(1, min(wanted, n_inputs))
 
 

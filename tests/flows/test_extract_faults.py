@@ -87,3 +87,32 @@ def test_a_stream_that_breaks_after_some_clips_were_encoded(
     assert "stream broken after 140 frames" in result.errors[0][1]
     view = LatentCache.open(tmp_path / "s.zarr").read()
     assert set(view.clips["video_id"].to_pylist()) == {"a"} and view.errors["video_id"].to_pylist() == ["cut"]
+
+
+@pytest.mark.timeout(180)
+def test_kept_decoders_serve_the_next_run_and_a_crash_still_fails_only_its_input(
+    small_videos: list[Path],
+) -> None:
+    """`keep_decoders` (work units, one after another in a Dask worker): the second run's inputs are
+    decoded by the first run's process; a kept process that crashes costs its input only and is
+    replaced; `keep_decoders(0)` stops what was kept."""
+    from flows.decode_pool import keep_decoders
+
+    def run(*jobs: DecodeJob) -> tuple[dict[str, object], set[int]]:
+        events = list(decode_in_workers(list(jobs), SETTINGS, workers=1, decode=decode_or_crash))
+        return _finals(events), {p.pid for p in _decode_pool_children() if p.pid is not None}
+
+    keep_decoders(1)
+    try:
+        finals, kept = run(DecodeJob("a", str(small_videos[4])))
+        assert isinstance(finals["a"], Done) and len(kept) == 1  # still running after its run ended
+        finals, again = run(DecodeJob("b", str(small_videos[5])))
+        assert isinstance(finals["b"], Done) and again == kept  # no new process
+        finals, after = run(
+            DecodeJob("c-crash-now", str(small_videos[2])), DecodeJob("d", str(small_videos[4]))
+        )
+        assert isinstance(finals["c-crash-now"], Failed) and "decoder crashed" in finals["c-crash-now"].reason
+        assert isinstance(finals["d"], Done) and len(after) == 1 and after != kept  # its replacement is kept
+    finally:
+        keep_decoders(0)
+    assert not _decode_pool_children()
