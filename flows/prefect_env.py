@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 # A first start on a fresh PREFECT_HOME creates the database: 15-30 s on 2 busy cores, more than
 # Prefect's default timeout of 20 s.
 MIN_STARTUP_TIMEOUT_S = 120
+ANALYTICS = "PREFECT_SERVER_ANALYTICS_ENABLED"  # a value the user set wins
 
 
 def configured_api_url() -> str | None:
@@ -63,6 +65,7 @@ def prefect_api() -> Iterator[tuple[str, bool]]:
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import (
         PREFECT_API_URL,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
         temporary_settings,
     )
@@ -70,7 +73,11 @@ def prefect_api() -> Iterator[tuple[str, bool]]:
     server = SubprocessASGIServer()
     if not server.running:
         timeout = max(int(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()), MIN_STARTUP_TIMEOUT_S)
-        server.start(timeout=timeout)
+        # The server's usage telemetry: nothing of a privacy tool's runs leaves the machine unasked, and
+        # its heartbeat, writing while the first flow run does, printed a "database is locked" traceback.
+        quiet = {} if ANALYTICS in os.environ else {PREFECT_SERVER_ANALYTICS_ENABLED: False}
+        with temporary_settings(updates=quiet):
+            server.start(timeout=timeout)
         # Runs before Prefect's own exit hook (registered first): stop it without the log line that
         # fails when the console is already closed (test runners, CliRunner).
         atexit.register(_stop_quietly, server)

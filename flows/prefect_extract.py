@@ -41,6 +41,7 @@ from flows.dask_cluster import (
     wants_cuda,
     worker_device,
 )
+from flows.decode_pool import keep_decoders
 from flows.extract import ExtractConfig, ExtractResult, extract, fingerprint, load_encoder, load_inputs
 from flows.prefect_env import reporting, transient
 from flows.progress import progress
@@ -191,6 +192,7 @@ def run_unit(unit: WorkUnit, store: str, config: ExtractConfig) -> dict[str, Any
     Returns its manifest: counts, part ids, failed videos, where it ran."""
     share = host_share()
     cfg = unit_config(config, unit.inputs.num_rows, share)
+    keep_decoders(cfg.decode_workers or 0)  # for this process's next unit (stopped by _extract_units)
     encoder = _encoder_for(cfg)
     if encoder.device.type == "cpu" and share < (os.cpu_count() or 1):
         import torch
@@ -387,8 +389,11 @@ def _extract_units(
     run's start-up cleanup can remove their work in progress."""
     from stores.latent_cache import LatentCache
 
-    with LatentCache.writer_lock(store):
-        return _extract_units_locked(inputs, store, config, run, prepare)
+    try:
+        with LatentCache.writer_lock(store):
+            return _extract_units_locked(inputs, store, config, run, prepare)
+    finally:
+        keep_decoders(0)  # the decode processes inline units kept in this process (Dask workers keep theirs)
 
 
 def _extract_units_locked(

@@ -1,0 +1,55 @@
+"""`benchmarks/bench_dask.py` (Dask against the plain path) and `benchmarks/bench_summary.py` (the
+figures `make bench` prints in one block)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from benchmarks.bench_dask import figures
+from benchmarks.bench_dask import main as bench_dask
+from benchmarks.bench_scale import StepResult
+from benchmarks.bench_summary import MISSING, summary
+
+
+def _run(wall: float) -> StepResult:
+    return StepResult("x", 0, wall, 1.0, 0.1, 100.0, False, "cmd")
+
+
+def test_the_ratio_is_paired_and_the_overheads_split_fixed_from_per_unit() -> None:
+    plain, dask = [_run(10.0), _run(20.0), _run(10.0)], [_run(12.0), _run(22.0), _run(30.0)]
+    noop = {"plain": _run(2.0), "dask": _run(5.0)}
+    r = figures(plain, dask, noop, units=4)
+    assert r["dask_over_plain"] == pytest.approx(1.2)  # median of 1.2, 1.1, 3.0 (not 22 / 10)
+    assert r["fixed_overhead_s"] == pytest.approx(3.0)
+    assert r["overhead_per_unit_s"] == pytest.approx((22.0 - 10.0 - 3.0) / 4)
+
+
+def test_the_summary_says_what_is_missing(tmp_path: Path) -> None:
+    dask = {
+        "workers": 2, "dask_over_plain": 1.1, "dask_wall_s": 11.0, "plain_wall_s": 10.0, "videos": 8,
+        "units": 2, "fixed_overhead_s": 0.5, "overhead_per_unit_s": 0.25, "identical_store": True,
+    }  # fmt: skip
+    (tmp_path / "dask.json").write_text(json.dumps(dask))
+    scale = {"preset": "small", "motion_clips": 10, "dim": 8, "steps": [vars(_run(3.0)) | {"step": "probe"}]}
+    (tmp_path / "scale.json").write_text(json.dumps(scale))
+    lines = summary(tmp_path / "extract.json", tmp_path / "dask.json", [tmp_path / "scale.json"])
+    assert MISSING in lines[0] and "extract.json" in lines[0]
+    assert "plain wall = 1.100" in lines[1] and "bit for bit: yes" in lines[1]
+    assert "probe" in lines[3] and "peak RSS" in lines[3]
+
+
+@pytest.mark.slow
+def test_bench_dask_runs_both_paths_and_finds_the_same_store(tiny_benchmark: Path, tmp_path: Path) -> None:
+    """Twelve videos of the tiny benchmark in units of four: one plain and one Dask run, the reruns."""
+    manifest = tiny_benchmark / "first-12.parquet"  # beside the videos its relative paths name
+    pq.write_table(pq.read_table(tiny_benchmark / "manifest.parquet").slice(0, 12), manifest)
+    out = tmp_path / "dask.json"
+    argv = ["--manifest", str(manifest), "--repeats", "1", "--videos-per-part", "4", "--json", str(out)]
+    result = bench_dask([*argv, "--work", str(tmp_path / "work")])
+    assert result["units"] == 3 and result["identical_store"] is True
+    assert json.loads(out.read_text())["dask_over_plain"] == result["dask_over_plain"] > 0
+    assert len(result["runs"]["dask"]) == 1 and result["reruns"]["dask"]["rc"] == 0
