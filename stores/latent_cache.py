@@ -56,6 +56,16 @@ STORE_JSON = "store.json"
 PARTS = "parts"
 WRITER_LOCK = ".lock-writer"  # one extraction writer per store (an flock; names its holder)
 IO_THREADS = 8
+# Complete parts never change (a part's folder name is its content's id), so what a first read of one
+# checked and read is kept per process and reused while every file of the folder, the marker included,
+# still has the size it had then (the size check a first read makes, and more). A Dask worker's every
+# work unit asks which videos are complete; checking and reading every part each time made that
+# quadratic in the parts (1.2 s a unit at 92 parts; 0.05 s with this). Keyed by (store URL, part
+# folder, dim, dtype); the value: the part, its files' sizes, the tables read so far.
+_Known = tuple[_view.TrustedPart, dict[str, int], dict[str, pa.Table]]
+_KNOWN_PARTS: dict[tuple[str, str, int, str], _Known] = {}
+_KNOWN_MAX = 200_000
+VIDEO_COLUMNS = ["video_id", "status", "size", "mtime_ns"]
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -226,8 +236,7 @@ class LatentCache:
     def completed_videos(self) -> dict[str, tuple[int, int]]:
         """video_id -> (size, mtime_ns) of the file whose embeddings the store holds, for ok videos."""
         parts = self._trusted_parts()
-        videos = self._tables(parts, "videos", ["video_id", "status", "size", "mtime_ns"])
-        return _view.resolve(parts, videos).fingerprint
+        return _view.resolve(parts, self._video_tables(parts)).fingerprint
 
     def read(self, *, arrays: bool = True, videos: Collection[str] | None = None) -> CacheView:
         """Everything in the trusted parts, each clip once; arrays=False reads the tables only.
@@ -274,8 +283,7 @@ class LatentCache:
 
     def _iter_motion(self, chunk_rows: int) -> Iterator[tuple[pa.Table, np.ndarray]]:
         parts = self._trusted_parts()
-        videos = self._tables(parts, "videos", ["video_id", "status", "size", "mtime_ns"])
-        owned = _view.resolve(parts, videos).owned_by(len(parts))
+        owned = _view.resolve(parts, self._video_tables(parts)).owned_by(len(parts))
         clips = _view.row_index(self._tables(parts, "clips"), owned, "clip_index", CLIPS_SCHEMA)
         blocks = _view.BlockCache(self._arrays(parts, "motion"))
         for start in range(0, clips.table.num_rows, chunk_rows):
@@ -299,8 +307,31 @@ class LatentCache:
         checked = _parallel(self._trusted_part, names)
         return sorted((p for p in checked if p is not None), key=lambda p: p.part_id)
 
+    def _known(self, folder: str) -> tuple[str, str, int, str]:
+        return (self._root.url if not self._root.local else "", folder, self.attrs.dim, self.attrs.dtype)
+
+    def _video_tables(self, parts: Sequence[_view.TrustedPart]) -> list[pa.Table]:
+        """Each part's (video_id, status, size, mtime_ns), from what `_trusted_part` kept."""
+
+        def table(part: _view.TrustedPart) -> pa.Table:
+            known = _KNOWN_PARTS.get(self._known(part.folder))
+            if known is None or known[0] is not part:
+                return self._table(part, "videos", VIDEO_COLUMNS)
+            tables = known[2]
+            if "videos" not in tables:
+                tables["videos"] = self._table(part, "videos", VIDEO_COLUMNS)
+            return tables["videos"]
+
+        return _parallel(table, parts)
+
     def _trusted_part(self, name: str) -> _view.TrustedPart | None:
         folder = self._root.join(PARTS, name)
+        key = self._known(folder)
+        known = _KNOWN_PARTS.get(key)
+        if known is not None:
+            if self._root.file_sizes(folder) == known[1]:
+                return known[0]
+            del _KNOWN_PARTS[key]  # changed since: checked afresh (and not trusted, most likely)
         try:
             marker = _parts.trusted_marker(self._root, folder, name, self.attrs)
         except _parts.PartInProgressError as e:
@@ -309,7 +340,11 @@ class LatentCache:
         except _parts.UntrustedPartError as e:
             logger.warning("ignoring part %s: %s; LatentCache.cleanup() removes it", folder, e)
             return None
-        return _view.TrustedPart(name, folder, marker)
+        part = _view.TrustedPart(name, folder, marker)
+        if len(_KNOWN_PARTS) >= _KNOWN_MAX:
+            _KNOWN_PARTS.clear()
+        _KNOWN_PARTS[key] = (part, self._root.file_sizes(folder), {})
+        return part
 
     def _tables(
         self, parts: Sequence[_view.TrustedPart], key: str, columns: list[str] | None = None

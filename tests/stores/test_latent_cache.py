@@ -625,3 +625,29 @@ def test_iter_motion_streams_what_read_returns(url: str, monkeypatch: pytest.Mon
         np.testing.assert_array_equal(np.concatenate([m for _, m in chunks]), view.motion)
     with pytest.raises(StoreError, match="chunk_rows"):
         cache.iter_motion(0)
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_a_part_damaged_after_a_first_read_is_no_longer_trusted(url: str, damage: str) -> None:
+    """What a first read checked is reused (the parts are not checked or read again) until a part's
+    files change."""
+    cache = LatentCache.create_or_open(url, ATTRS)
+    cache.write_part("good", make_part(["a"], salt="g"))
+    cache.write_part("later", make_part(["b"], salt="l"))
+    assert cache.completed_videos() == {"a": (1000, 1), "b": (1000, 1)}
+    calls: list[str] = []
+    real = _parts.trusted_marker
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(str(args[2]))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(_parts, "trusted_marker", counted)
+        assert LatentCache.open(url).completed_videos() == {"a": (1000, 1), "b": (1000, 1)}
+        assert calls == []  # nothing checked again
+        fs, path = _fs(url)
+        DAMAGES[damage](fs, f"{path}/parts/later")
+        assert LatentCache.open(url).completed_videos() == {"a": (1000, 1)}
+        assert calls == ["later"]
+        assert LatentCache.open(url).read().videos["video_id"].to_pylist() == ["a"]
