@@ -22,6 +22,13 @@ from pipeline.errors import ConfigError
 GPU = "GPU"
 # Worker processes must be allowed children: each work unit decodes in its own processes.
 NOT_DAEMONIC = {"distributed.worker.daemon": False}
+# A nanny starts its worker with MALLOC_TRIM_THRESHOLD_=65536 (distributed.nanny.pre-spawn-environ), to
+# hand freed memory back to the OS after many small tasks. A work unit allocates and frees the same
+# large buffers for every batch: with that setting (which also switches off flows.cpu.keep_freed_memory,
+# as a user's MALLOC_* setting does), 2 local workers spent 255 s of 665 s of extraction CPU in the
+# kernel, page-faulting them back in (docs/orchestration.md).
+NANNY_ENVIRON = "distributed.nanny.pre-spawn-environ"
+HEAP_TRIM = "MALLOC_TRIM_THRESHOLD_"
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +115,8 @@ def dask_cluster(settings: DaskSettings, device: str = "auto") -> Iterator[Clust
 
     if not settings.enabled:
         raise ConfigError("no dask cluster configured; pass --dask-address or --dask-workers")
-    with dask.config.set(NOT_DAEMONIC):
+    environ = {k: v for k, v in dask.config.get(NANNY_ENVIRON, {}).items() if k != HEAP_TRIM}
+    with dask.config.set({**NOT_DAEMONIC, NANNY_ENVIRON: environ}):
         if settings.workers is not None:
             n, resources = settings.workers, None
             cuda = wants_cuda(device) if settings.gpu is None else settings.gpu
@@ -175,6 +183,27 @@ def worker_device(device: str) -> str:
         return device
     gpus = local_gpus()
     return f"cuda:{worker.name % gpus}" if gpus > 1 else device
+
+
+def keep_heap_on_worker() -> bool:
+    """`flows.cpu.keep_freed_memory` in this process, also on a Dask worker whose nanny set its default
+    MALLOC_TRIM_THRESHOLD_ (workers started with `dask worker`): that setting is dropped from this
+    process's environment first, so the decode processes it starts keep freed memory too. A value that
+    is not the nanny's stays, and wins. True when in effect."""
+    import dask
+
+    from flows.cpu import keep_freed_memory
+
+    nanny = (dask.config.get(NANNY_ENVIRON, None) or {}).get(HEAP_TRIM)
+    if nanny is not None and os.environ.get(HEAP_TRIM) == str(nanny):
+        try:
+            from distributed import get_worker
+
+            get_worker()
+            del os.environ[HEAP_TRIM]
+        except ValueError:  # not on a dask worker: the user's own setting
+            pass
+    return keep_freed_memory()
 
 
 def host_share() -> int:

@@ -36,6 +36,7 @@ from flows.dask_cluster import (
     dask_cluster,
     gpu_units,
     host_share,
+    keep_heap_on_worker,
     local_gpus,
     preflight,
     wants_cuda,
@@ -190,6 +191,7 @@ def unit_config(config: ExtractConfig, videos: int, share: int | None = None) ->
 def run_unit(unit: WorkUnit, store: str, config: ExtractConfig) -> dict[str, Any]:
     """Extract one work unit into its own store part (plain function; the task `extract_unit` wraps it).
     Returns its manifest: counts, part ids, failed videos, where it ran."""
+    keep_heap_on_worker()
     share = host_share()
     cfg = unit_config(config, unit.inputs.num_rows, share)
     keep_decoders(cfg.decode_workers or 0)  # for this process's next unit (stopped by _extract_units)
