@@ -55,7 +55,9 @@ def extract(
         int | None,
         typer.Option(
             help="K for the videos of the test split (only the probes read their static clips; "
-            "default: --static-frames). Recorded in the store."
+            "default: --static-frames). Recorded in the store. 5 with the default 10 encodes 12% fewer "
+            "clips and moved no static-leakage figure by more than 0.025 on the dev benchmark; fewer "
+            "reads the attackers low (docs/extract.md)."
         ),
     ] = None,
     tokens: Annotated[bool, typer.Option(help="Also store temporal tokens [T', D] per clip.")] = False,
