@@ -42,7 +42,8 @@ def extract_lines(r: dict[str, Any]) -> list[str]:
 def dask_lines(r: dict[str, Any]) -> list[str]:
     return [
         f"dask      {r['workers']} workers / plain wall = {r['dask_over_plain']:.3f} [target <= 1.2] "
-        f"({r['dask_wall_s']:.1f} s / {r['plain_wall_s']:.1f} s, {r['videos']} videos, {r['units']} units); "
+        f"({r['dask_wall_s']:.1f} s / {r['plain_wall_s']:.1f} s, {r['videos']} videos, {r['units']} units), "
+        f"CPU {r.get('dask_over_plain_cpu', float('nan')):.3f}; "
         f"fixed overhead {r['fixed_overhead_s']:.1f} s, per unit {r['overhead_per_unit_s']} s; "
         f"same store bit for bit: {'yes' if r['identical_store'] else 'NO'}"
     ]

@@ -24,6 +24,7 @@ def test_the_ratio_is_paired_and_the_overheads_split_fixed_from_per_unit() -> No
     noop = {"plain": _run(2.0), "dask": _run(5.0)}
     r = figures(plain, dask, noop, units=4)
     assert r["dask_over_plain"] == pytest.approx(1.2)  # median of 1.2, 1.1, 3.0 (not 22 / 10)
+    assert r["dask_over_plain_cpu"] == pytest.approx(1.0)  # every run: 1.1 s of CPU
     assert r["fixed_overhead_s"] == pytest.approx(3.0)
     assert r["overhead_per_unit_s"] == pytest.approx((22.0 - 10.0 - 3.0) / 4)
 
@@ -32,6 +33,7 @@ def test_the_summary_says_what_is_missing(tmp_path: Path) -> None:
     dask = {
         "workers": 2, "dask_over_plain": 1.1, "dask_wall_s": 11.0, "plain_wall_s": 10.0, "videos": 8,
         "units": 2, "fixed_overhead_s": 0.5, "overhead_per_unit_s": 0.25, "identical_store": True,
+        "dask_over_plain_cpu": 1.3,
     }  # fmt: skip
     (tmp_path / "dask.json").write_text(json.dumps(dask))
     scale = {"preset": "small", "motion_clips": 10, "dim": 8, "steps": [vars(_run(3.0)) | {"step": "probe"}]}
