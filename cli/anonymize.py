@@ -197,7 +197,9 @@ def anonymize(
             raise typer.Exit(EXIT_GATE_REFUSED) from None
     p = result.publish
     typer.echo(
-        f"anonymize: {result.clips} clips (D={result.dim}) in {result.seconds:.1f} s; "
+        f"anonymize: {result.clips} clips (D={result.dim}) in {result.seconds:.1f} s (adapter "
+        f"{result.anonymize_seconds:.1f} s, gate {result.gate_seconds:.1f} s, publish "
+        f"{result.publish_seconds:.1f} s); "
         f"{p.rows_added} rows of {p.videos_added} new videos published, {p.videos_skipped} already there "
         f"-> {p.partition.location}"
     )
