@@ -119,7 +119,8 @@ def anonymize(
         str,
         typer.Option(
             help="Folder for the temporary file of anonymized rows between the gate and the publish "
-            "(N x D float32, e.g. 7.4 GB for 2.4M clips at D=768; removed at the end). Default: TMPDIR."
+            "(N x D float32, e.g. 7.4 GB for 2.4M clips at D=768; a file without a name, gone when the "
+            "command ends, even killed). Default: TMPDIR."
         ),
     ] = "",
 ) -> None:

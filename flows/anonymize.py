@@ -2,8 +2,8 @@
 
 1. Load the adapter, refusing one trained for another encoder or embedding size.
 2. Anonymize every motion clip, streamed `chunk_rows` at a time (static clips are not needed), into a
-   temporary spill file beside nothing else (`spill_dir`, default the system's temporary folder; N × D
-   float32, deleted at the end): memory follows the chunk, not the store.
+   temporary file without a name (`spill_dir`, default the system's temporary folder; N × D float32,
+   gone when the process ends, however it ends): memory follows the chunk, not the store.
 3. Refuse an adapter that leaves the embeddings (nearly) equal to the raw cache, whatever else is set
    (every clip's relative change is kept: N floats).
 4. Privacy gate, on by default: when the cache has `private_*` labels, attack the anonymized motion-clip
@@ -325,27 +325,27 @@ def dataset_name(store: str | Path) -> str:
 
 
 class Spill:
-    """The anonymized motion clips (N, D) float32 in store order, in a temporary file: appended chunk by
-    chunk, rows read back by position through a short-lived memory map (only those pages are touched)."""
+    """The anonymized motion clips (N, D) float32 in store order, in a temporary file without a name (it
+    goes with the process, killed or not): appended chunk by chunk, rows read back by position through a
+    short-lived memory map (only those pages are touched)."""
 
-    def __init__(self, path: str, dim: int) -> None:
-        self.path, self.dim, self.rows = path, dim, 0
-        self._file = open(path, "wb")  # noqa: SIM115 - closed by close(), the spill outlives a block
+    def __init__(self, folder: str, dim: int) -> None:
+        self.dim, self.rows = dim, 0
+        self._file = tempfile.TemporaryFile(prefix=".aam-anonymize-", dir=folder)  # noqa: SIM115
 
     def append(self, emb: np.ndarray) -> None:
         self._file.write(np.ascontiguousarray(emb, dtype=np.float32).tobytes())
         self.rows += len(emb)
 
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
+        self._file.close()
 
     def take(self, positions: np.ndarray) -> np.ndarray:
         """Rows `positions` (ascending is fastest) as a float32 (len, D) array in memory."""
         self._file.flush()
         if not self.rows:
             return np.zeros((0, self.dim), np.float32)
-        mapped = np.memmap(self.path, dtype=np.float32, mode="r", shape=(self.rows, self.dim))
+        mapped = np.memmap(self._file, dtype=np.float32, mode="r", shape=(self.rows, self.dim))
         try:
             return np.array(mapped[positions])
         finally:
@@ -354,20 +354,16 @@ class Spill:
 
 @contextmanager
 def spill_file(folder: str, dim: int) -> Iterator[Spill]:
-    """A Spill in `folder` (default: the system's temporary folder), removed whatever happens."""
+    """A Spill in `folder` (default: the system's temporary folder), closed (and so gone) whatever
+    happens."""
     where = folder or tempfile.gettempdir()
     if not os.path.isdir(where):
         raise ConfigError(f"--spill-dir {where}: not a folder; pass a folder with room for N x D float32")
-    fd, path = tempfile.mkstemp(prefix=".aam-anonymize-", suffix=".f32", dir=where)
-    os.close(fd)
-    spill = None
+    spill = Spill(where, dim)
     try:
-        spill = Spill(path, dim)
         yield spill
     finally:
-        if spill is not None:
-            spill.close()
-        os.unlink(path)
+        spill.close()
 
 
 def anonymize_stream(

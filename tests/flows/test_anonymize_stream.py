@@ -19,6 +19,7 @@ from flows.probe import ProbeRunConfig, probe
 from flows.train_adapter import TrainAdapterConfig, train_adapter_stage
 from flows.views import labels_of, load_for, sample_videos
 from pipeline.adapter import AdapterConfig, anonymize_array, build_adapter
+from pipeline.errors import ConfigError
 from pipeline.probes.config import LeakageConfig, ProbeConfig
 from stores.latent_cache import LatentCache
 from stores.published import publish, published_partitions
@@ -269,3 +270,14 @@ def test_probe_below_its_cap_probes_every_clip(trained: tuple[Path, Path], tmp_p
     sample = record.store["sample"]
     assert sample["sampled"] is False and sample["max_clips"] == PROBE_MAX_CLIPS > 60_060
     assert record.sets[0].counts["motion_clips"] == record.store["counts"]["motion_clips"]
+
+
+def test_the_spill_has_no_name_so_a_killed_run_leaves_nothing(tmp_path: Path) -> None:
+    rows = np.arange(12, dtype=np.float32).reshape(4, 3)
+    with anonymize_flow.spill_file(str(tmp_path), 3) as spill:
+        spill.append(rows[:3])
+        spill.append(rows[3:])
+        assert list(tmp_path.iterdir()) == []  # nothing a killed process could leave behind
+        np.testing.assert_array_equal(spill.take(np.array([1, 3])), rows[[1, 3]])
+    with pytest.raises(ConfigError, match="--spill-dir"), anonymize_flow.spill_file(str(tmp_path / "no"), 3):
+        pass
