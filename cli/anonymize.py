@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cli._common import EXIT_GATE_REFUSED, build_config, is_terminal, one_line_errors
+from flows.limits import CHUNK_ROWS, GATE_MAX_CLIPS
 from flows.privacy_budget import DEFAULT_MAX_LEAKAGE, DEFAULT_MIN_REDUCTION
 
 
@@ -100,6 +101,28 @@ def anonymize(
     threads: Annotated[
         int, typer.Option(help="CPU threads for the adapter (0: torch's default; 1 is usually fastest).")
     ] = 1,
+    chunk_rows: Annotated[
+        int,
+        typer.Option(
+            help="Motion clips read and anonymized at once (memory: about 2 x 4 x D bytes each); the "
+            "paper variant rounds it up to whole runs of 512. The output does not depend on it."
+        ),
+    ] = CHUNK_ROWS,
+    gate_max_clips: Annotated[
+        int,
+        typer.Option(
+            help="Above this many motion clips the gate measures a seeded sample of whole people per split "
+            "of about this many clips (recorded as `sample` in the manifest); 0 measures every clip."
+        ),
+    ] = GATE_MAX_CLIPS,
+    spill_dir: Annotated[
+        str,
+        typer.Option(
+            help="Folder for the temporary file of anonymized rows between the gate and the publish "
+            "(N x D float32, e.g. 7.4 GB for 2.4M clips at D=768; a file without a name, gone when the "
+            "command ends, even killed). Default: TMPDIR."
+        ),
+    ] = "",
 ) -> None:
     """Apply a trained adapter to every motion clip of a latent cache and publish them as Parquet.
 
@@ -116,6 +139,11 @@ def anonymize(
     reduction below --min-reduction, nothing is written and the command exits 4. Without private_* labels
     leakage cannot be measured and the command exits 4 unless --allow-unmeasured. An adapter whose
     output is (nearly) its input is refused whatever the options: that would publish raw embeddings.
+
+    **Streaming**: motion clips are read and anonymized --chunk-rows at a time into a temporary file
+    (--spill-dir), the gate measures at most about --gate-max-clips of them (a seeded sample of whole
+    people per split above that, test split held out), and the Parquet files are written one at a time,
+    so memory does not grow with the store (docs/adapter.md, Scale).
 
     Publishing is atomic (readers, glob readers included, see all of it or none) and reproducible;
     rerunning after new videos were extracted appends only those; a newer adapter goes to its own
@@ -159,6 +187,9 @@ def anonymize(
             zarr_copy=zarr_copy,
             seed=seed,
             threads=threads,
+            chunk_rows=chunk_rows,
+            gate_max_clips=gate_max_clips,
+            spill_dir=spill_dir,
         )
         try:
             result = run(store, adapter, out, config, bar=is_terminal(), echo=echo)
@@ -167,7 +198,9 @@ def anonymize(
             raise typer.Exit(EXIT_GATE_REFUSED) from None
     p = result.publish
     typer.echo(
-        f"anonymize: {result.clips} clips (D={result.dim}) in {result.seconds:.1f} s; "
+        f"anonymize: {result.clips} clips (D={result.dim}) in {result.seconds:.1f} s (adapter "
+        f"{result.anonymize_seconds:.1f} s, gate {result.gate_seconds:.1f} s, publish "
+        f"{result.publish_seconds:.1f} s); "
         f"{p.rows_added} rows of {p.videos_added} new videos published, {p.videos_skipped} already there "
         f"-> {p.partition.location}"
     )

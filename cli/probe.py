@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cli._common import build_config, is_terminal, one_line_errors
+from flows.limits import PROBE_MAX_CLIPS
 
 
 def probe(
@@ -38,6 +39,14 @@ def probe(
             "minutes per set)."
         ),
     ] = "fast",
+    max_clips: Annotated[
+        int,
+        typer.Option(
+            help="Above this many motion clips, probe a seeded sample of whole people per split of about "
+            "this many clips (only their embeddings are read; probe.json's store.sample says how many); "
+            "0 probes every clip. Bounds memory on large stores."
+        ),
+    ] = PROBE_MAX_CLIPS,
 ) -> None:
     """Probe raw and anonymized clip embeddings: utility kept, private attributes and identity leaked.
 
@@ -48,6 +57,7 @@ def probe(
     attacker per attribute named, with 95% intervals over people; re-identification
     top-1/mAP; the bias gap on the skewed split. Chance levels beside every number. A probe without
     labels is skipped with its reason. Writes OUT/probe.json last; `aam-pipeline report` reads it.
+    A store of more than --max-clips motion clips is probed on a seeded sample of whole people per split.
 
     Exits 2 with a one-line reason on a missing store, a bad option or a newer schema.
 
@@ -70,7 +80,13 @@ def probe(
 
     with one_line_errors():
         chosen = tuple(dict.fromkeys(t.strip() for t in tasks.split(",") if t.strip()))
-        config = build_config(ProbeRunConfig, seed=seed, tasks=chosen, probes=with_attackers(attackers))
+        config = build_config(
+            ProbeRunConfig,
+            seed=seed,
+            tasks=chosen,
+            probes=with_attackers(attackers),
+            max_clips=max_clips,
+        )
         result = run(
             store,
             out,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cli._common import build_config, is_terminal, one_line_errors
+from flows.limits import MEMORY_PER_LATENT_BYTE
 
 
 def train_adapter(
@@ -65,8 +66,9 @@ def train_adapter(
     memory_gb: Annotated[
         float | None,
         typer.Option(
-            help="Hold the training latents in memory up to this many GB; above it, stream groups of "
-            "videos from the store each epoch (default: a quarter of RAM)."
+            help=f"Memory for training, in GB: training takes about {MEMORY_PER_LATENT_BYTE} x the float32 "
+            "train/val latents it holds, so above that share of this it streams groups of videos from "
+            "the store each epoch, each taking about half of it (default: a quarter of RAM)."
         ),
     ] = None,
     threads: Annotated[

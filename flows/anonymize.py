@@ -1,8 +1,11 @@
 """`anonymize`: apply a trained adapter to a latent cache and publish the anonymized motion clips.
 
 1. Load the adapter, refusing one trained for another encoder or embedding size.
-2. Anonymize every motion clip (and, for the gate only, the static clips are not needed).
-3. Refuse an adapter that leaves the embeddings (nearly) equal to the raw cache, whatever else is set.
+2. Anonymize every motion clip, streamed `chunk_rows` at a time (static clips are not needed), into a
+   temporary file without a name (`spill_dir`, default the system's temporary folder; N × D float32,
+   gone when the process ends, however it ends): memory follows the chunk, not the store.
+3. Refuse an adapter that leaves the embeddings (nearly) equal to the raw cache, whatever else is set
+   (every clip's relative change is kept: N floats).
 4. Privacy gate, on by default: when the cache has `private_*` labels, attack the anonymized motion-clip
    embeddings with the leakage probe's attacker panel (`gate_attackers`: fast by default, full one
    option away; trained on the train and val splits, scored on the held-out test split, 95% intervals
@@ -11,9 +14,13 @@
    attribute: the panel's worst on raw against its worst on anonymized clips) is below `min_reduction`
    (default DEFAULT_MIN_REDUCTION). `gate=False` publishes whatever was measured.
    Without labels leakage cannot be measured: refuse unless `allow_unmeasured`, which the manifest
-   records.
-5. Publish through stores/published.py: atomic, reproducible, appending only new videos. Video and clip
-   ids are keyed pseudonyms (stores/pseudonyms.py; the key stays in the store) unless `original_ids`.
+   records. A store of more than `gate_max_clips` motion clips (default GATE_MAX_CLIPS) is measured on
+   a seeded sample of whole people per split (`flows.views.sample_videos`; test split still held out),
+   its size in the record's `sample`; at or below the cap the gate measures every clip.
+5. Publish through stores/published.py (`publish_rows`, one data file's rows read back from the spill at
+   a time): atomic, reproducible, appending only new videos; the files are byte for byte those of
+   `publish` on the whole array in memory. Video and clip ids are keyed pseudonyms
+   (stores/pseudonyms.py; the key stays in the store) unless `original_ids`.
 
 Never published: private labels, raw or static-clip embeddings, source paths, the owner's video ids by
 default (the publisher refuses the first three too). Leakage is "fraction of the way from chance to
@@ -24,20 +31,25 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.cpu import torch_threads
+from flows.limits import CHUNK_ROWS, GATE_MAX_CLIPS
 from flows.privacy_budget import DEFAULT_MAX_LEAKAGE, DEFAULT_MIN_REDUCTION
-from flows.views import Labels, labels_of, load_for, motion_clips
+from flows.views import Labels, Sample, labels_of, load_for, motion_clips, sample_videos
 from pipeline.adapter import adapter_checksum, anonymize_array
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.probes.config import LeakageConfig
@@ -51,7 +63,7 @@ from stores.published import (
     PublicationInfo,
     PublishResult,
     public_encoder_id,
-    publish,
+    publish_rows,
 )
 
 # `--faiss-index auto`: exact search up to this many rows, an IVF index above.
@@ -64,6 +76,9 @@ MIN_RAW_LEAKAGE = 0.02
 NEAR_RAW_ROW = 1e-4  # a row whose relative change ||a - r|| / ||r|| is at most this is "unchanged"
 NEAR_RAW_ROWS_MAX = 0.01  # refused when more than this share of rows are unchanged
 NEAR_RAW_MEDIAN = 0.01  # or when the median relative change is below this
+# anonymize_array's batch: the paper variant attends across runs of this many consecutive rows, so its
+# chunks are whole runs (rounded up) and every row's output is what the whole array in memory gives.
+ADAPTER_BATCH = 512
 
 
 class PrivacyGateError(PipelineError):
@@ -93,6 +108,17 @@ class AnonymizeConfig(BaseModel):
     )
     seed: int = 0
     threads: int = Field(1, ge=0, description="torch CPU threads for the adapter (0: torch's default)")
+    chunk_rows: int = Field(
+        CHUNK_ROWS, ge=1, description="motion clips anonymized at once (paper variant: whole runs of 512)"
+    )
+    gate_max_clips: int = Field(
+        GATE_MAX_CLIPS,
+        ge=0,
+        description="above this many motion clips the gate measures a seeded sample of people (0: all)",
+    )
+    spill_dir: str = Field(
+        "", description="folder of the temporary N x D float32 file of anonymized rows (default: TMPDIR)"
+    )
 
 
 @dataclass(frozen=True)
@@ -224,10 +250,21 @@ def check_gate(gate: Gate, config: AnonymizeConfig) -> None:
         )
 
 
+def relative_change(raw: np.ndarray, anonymized: np.ndarray) -> np.ndarray:
+    """||a - r|| / ||r|| of each row (N,) float64: what `check_change` judges."""
+    norm = np.linalg.norm(raw.astype(np.float64), axis=1)
+    change: np.ndarray = np.linalg.norm(anonymized.astype(np.float64) - raw, axis=1) / np.maximum(norm, 1e-12)
+    return change
+
+
 def check_not_raw(raw: np.ndarray, anonymized: np.ndarray) -> None:
     """Refuse an adapter whose output is (nearly) its input: that would publish the raw embeddings."""
-    norm = np.linalg.norm(raw.astype(np.float64), axis=1)
-    change = np.linalg.norm(anonymized.astype(np.float64) - raw, axis=1) / np.maximum(norm, 1e-12)
+    check_change(relative_change(raw, anonymized))
+
+
+def check_change(change: np.ndarray) -> None:
+    """Refuse when more than NEAR_RAW_ROWS_MAX of the rows' relative changes (N,) are at most
+    NEAR_RAW_ROW, or their median is below NEAR_RAW_MEDIAN."""
     unchanged = int(np.sum(change <= NEAR_RAW_ROW))
     median = float(np.median(change)) if len(change) else 0.0
     if unchanged > NEAR_RAW_ROWS_MAX * len(change) or median < NEAR_RAW_MEDIAN:
@@ -287,6 +324,97 @@ def dataset_name(store: str | Path) -> str:
     return name if name[:1].isalpha() else f"ds-{name}" if name else "dataset"
 
 
+class Spill:
+    """The anonymized motion clips (N, D) float32 in store order, in a temporary file without a name (it
+    goes with the process, killed or not): appended chunk by chunk, rows read back by position through a
+    short-lived memory map (only those pages are touched)."""
+
+    def __init__(self, folder: str, dim: int) -> None:
+        self.dim, self.rows = dim, 0
+        self._file = tempfile.TemporaryFile(prefix=".aam-anonymize-", dir=folder)  # noqa: SIM115
+
+    def append(self, emb: np.ndarray) -> None:
+        self._file.write(np.ascontiguousarray(emb, dtype=np.float32).tobytes())
+        self.rows += len(emb)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        """Rows `positions` (ascending is fastest) as a float32 (len, D) array in memory."""
+        self._file.flush()
+        if not self.rows:
+            return np.zeros((0, self.dim), np.float32)
+        mapped = np.memmap(self._file, dtype=np.float32, mode="r", shape=(self.rows, self.dim))
+        try:
+            return np.array(mapped[positions])
+        finally:
+            del mapped
+
+
+@contextmanager
+def spill_file(folder: str, dim: int) -> Iterator[Spill]:
+    """A Spill in `folder` (default: the system's temporary folder), closed (and so gone) whatever
+    happens."""
+    where = folder or tempfile.gettempdir()
+    if not os.path.isdir(where):
+        raise ConfigError(f"--spill-dir {where}: not a folder; pass a folder with room for N x D float32")
+    spill = Spill(where, dim)
+    try:
+        yield spill
+    finally:
+        spill.close()
+
+
+def anonymize_stream(
+    cache: LatentCache,
+    model: Any,
+    temporal: bool,
+    paper: bool,
+    chunk_rows: int,
+    spill: Spill,
+    on_chunk: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Every motion clip of `cache` through `model`, `chunk_rows` at a time (paper variant: rounded up
+    to whole runs of ADAPTER_BATCH), appended to `spill` in store order; returns each row's relative
+    change (N,) float64. Row for row what anonymize_array gives on the whole store in memory."""
+    if paper:
+        chunk_rows = -(-chunk_rows // ADAPTER_BATCH) * ADAPTER_BATCH
+    chunks: Iterator[tuple[Any, np.ndarray, np.ndarray | None]]
+    if temporal:
+        chunks = cache.iter_motion_tokens(chunk_rows)
+    else:
+        chunks = ((clips, raw, None) for clips, raw in cache.iter_motion(chunk_rows))
+    changes = []
+    for _, raw, tokens in chunks:
+        emb = anonymize_array(model, raw, tokens, batch=ADAPTER_BATCH)  # (n, D)
+        changes.append(relative_change(raw, emb))
+        spill.append(emb)
+        if on_chunk is not None:
+            on_chunk(len(raw))
+    return np.concatenate(changes) if changes else np.zeros(0, np.float64)
+
+
+def gate_inputs(
+    cache: LatentCache, tables: CacheView, labels: Labels, spill: Spill, config: AnonymizeConfig
+) -> tuple[CacheView, np.ndarray, Sample]:
+    """The raw motion clips the gate measures (all, or the sample above `gate_max_clips`) and their
+    anonymized rows from `spill`, aligned row for row."""
+    sample = sample_videos(tables.clips, labels, config.gate_max_clips, config.seed)
+    if sample.videos is None:
+        view = cache.read(static=False)
+        positions = np.arange(tables.clips.num_rows)
+    else:
+        view = cache.read(videos=sample.videos, static=False)
+        wanted = pa.array(sample.videos, pa.string())
+        mask = pc.is_in(tables.clips.column("video_id"), value_set=wanted)
+        positions = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+    keys = ["video_id", "clip_index"]
+    if not view.clips.select(keys).equals(tables.clips.take(pa.array(positions)).select(keys)):
+        raise PipelineError("the store changed while anonymize ran (clips differ); run it again")
+    return view, spill.take(positions), sample
+
+
 def anonymize(
     store: str | Path,
     adapter: str | Path,
@@ -296,33 +424,121 @@ def anonymize(
     bar: bool = False,
     echo: Callable[[str], None] | None = None,
 ) -> AnonymizeResult:
-    """Anonymize every motion clip of `store` with `adapter`, gate on leakage, publish under `out`."""
+    """Anonymize every motion clip of `store` with `adapter`, gate on leakage, publish under `out`;
+    streamed, so memory follows `config.chunk_rows` and the gate's sample, not the store's size."""
     config = config or AnonymizeConfig()
     say = echo or (lambda line: None)
     started = time.perf_counter()
     if not Path(adapter).is_dir():
         raise ConfigError(f"--adapter {adapter}: not a folder; pass the --out of train-adapter")
-    view = LatentCache.open(store).read()
-    if view.motion.shape[0] == 0:
+    cache = LatentCache.open(store)
+    tables = cache.read(arrays=False)  # the tables only: clips, videos
+    clips_total = tables.clips.num_rows
+    if clips_total == 0:
         raise ConfigError(f"{store} holds no motion clips; run extract first")
-    model, cfg, meta = load_for(view, adapter)
-    tokens = view.tokens if cfg.temporal else None
-    if cfg.temporal and tokens is None:
+    model, cfg, meta = load_for(tables, adapter)
+    if cfg.temporal and cache.attrs.tokens is None:
         raise ConfigError("this adapter attends over temporal tokens but the store has none")
-    t0 = time.perf_counter()
-    with torch_threads(config.threads):
-        emb = anonymize_array(model, view.motion, tokens)
-    anonymize_s = time.perf_counter() - t0
-    say(
-        f"anonymize: {len(emb)} motion clips of {view.videos.num_rows} videos through the "
-        f"{cfg.variant} adapter"
+    dim = cache.attrs.dim
+    with spill_file(config.spill_dir, dim) as spill:
+        t0 = time.perf_counter()
+        with torch_threads(config.threads), _progress(clips_total, bar) as advance:
+            change = anonymize_stream(
+                cache, model, cfg.temporal, cfg.variant == "paper", config.chunk_rows, spill, advance
+            )
+        anonymize_s = time.perf_counter() - t0
+        if spill.rows != clips_total:
+            raise PipelineError("the store changed while anonymize ran (clip count differs); run it again")
+        say(
+            f"anonymize: {clips_total} motion clips of {tables.videos.num_rows} videos through the "
+            f"{cfg.variant} adapter"
+        )
+
+        check_change(change)
+        del change
+
+        t0 = time.perf_counter()
+        labels = labels_of(tables.videos)
+        gate = _measure(cache, tables, labels, spill, config, say)
+        gate_s = time.perf_counter() - t0
+        check_gate(gate, config)
+
+        key = None if config.original_ids else config.pseudonym_key or default_key_location(str(store))
+        clips, ids = public_clips(tables, key)
+        leakage: dict[str, Any] | LeakageNotMeasured
+        if gate.measured and gate.record:
+            leakage = gate.record | gate_record(gate, config)
+        else:
+            leakage = LeakageNotMeasured(f"{gate.reason}; published with --allow-unmeasured")
+        info = PublicationInfo(
+            dataset=config.dataset or dataset_name(store),
+            encoder_id=public_encoder_id(tables.attrs.encoder_id),
+            encoder_sha256=tables.attrs.weights_sha256,
+            adapter_sha256=adapter_checksum(adapter),
+            adapter_variant=cfg.variant,
+            leakage=leakage,
+            adapter_version=config.adapter_version,
+            normalisation="l2" if config.normalise else "none",
+            extra_metadata={
+                "adapter_objective": meta.objective.name,
+                "preprocessing": json.dumps(tables.attrs.preprocessing, sort_keys=True),
+                "pooling": tables.attrs.pooling,
+            },
+            id_scheme=ids,
+        )
+        t0 = time.perf_counter()
+        result = publish_rows(
+            out,
+            info,
+            clips,
+            spill.take,
+            dim,
+            dtype="float16" if config.float16 else "float32",
+            mode=config.mode,
+            faiss_index=_index_kind(config.faiss_index, clips_total),
+            zarr_copy=config.zarr_copy,
+        )
+        publish_s = time.perf_counter() - t0
+    return AnonymizeResult(
+        publish=result,
+        gate=gate,
+        clips=clips_total,
+        dim=dim,
+        seconds=time.perf_counter() - started,
+        anonymize_seconds=anonymize_s,
+        gate_seconds=gate_s,
+        publish_seconds=publish_s,
     )
 
-    check_not_raw(view.motion, emb)
 
-    t0 = time.perf_counter()
-    gate = measure_gate(view, labels_of(view.videos), emb, config.seed, config.gate_attackers)
-    gate_s = time.perf_counter() - t0
+def _measure(
+    cache: LatentCache,
+    tables: CacheView,
+    labels: Labels,
+    spill: Spill,
+    config: AnonymizeConfig,
+    say: Callable[[str], None],
+) -> Gate:
+    """The gate on every motion clip, or on the sample above `gate_max_clips` (recorded as `sample`)."""
+    if not labels.attributes:
+        gate = measure_gate(tables, labels, np.zeros((0, cache.attrs.dim), np.float32))
+    else:
+        view, anonymized, sample = gate_inputs(cache, tables, labels, spill, config)
+        if sample.videos is not None:
+            say(
+                f"anonymize: the gate measures a sample of {sample.motion_clips} of {sample.of_motion_clips}"
+                f" motion clips ({sample.num_videos} of {sample.of_videos} videos, whole people per split;"
+                f" --gate-max-clips {config.gate_max_clips})"
+            )
+        gate = measure_gate(view, labels, anonymized, config.seed, config.gate_attackers)
+        del view, anonymized
+        if gate.measured and gate.record is not None:
+            gate = Gate(
+                measured=True,
+                worst_leakage=gate.worst_leakage,
+                min_reduction=gate.min_reduction,
+                record=gate.record | {"sample": sample.record()},
+            )
     if gate.measured:
         say(
             f"anonymize: leakage on held-out motion clips: worst {gate.worst_leakage:.3f} of the way from "
@@ -332,50 +548,15 @@ def anonymize(
         )
     else:
         say(f"anonymize: leakage NOT measured: {gate.reason}")
-    check_gate(gate, config)
+    return gate
 
-    key = None if config.original_ids else config.pseudonym_key or default_key_location(str(store))
-    clips, ids = public_clips(view, key)
-    leakage: dict[str, Any] | LeakageNotMeasured
-    if gate.measured and gate.record:
-        leakage = gate.record | gate_record(gate, config)
-    else:
-        leakage = LeakageNotMeasured(f"{gate.reason}; published with --allow-unmeasured")
-    info = PublicationInfo(
-        dataset=config.dataset or dataset_name(store),
-        encoder_id=public_encoder_id(view.attrs.encoder_id),
-        encoder_sha256=view.attrs.weights_sha256,
-        adapter_sha256=adapter_checksum(adapter),
-        adapter_variant=cfg.variant,
-        leakage=leakage,
-        adapter_version=config.adapter_version,
-        normalisation="l2" if config.normalise else "none",
-        extra_metadata={
-            "adapter_objective": meta.objective.name,
-            "preprocessing": json.dumps(view.attrs.preprocessing, sort_keys=True),
-            "pooling": view.attrs.pooling,
-        },
-        id_scheme=ids,
-    )
-    t0 = time.perf_counter()
-    result = publish(
-        out,
-        info,
-        clips,
-        emb,
-        dtype="float16" if config.float16 else "float32",
-        mode=config.mode,
-        faiss_index=_index_kind(config.faiss_index, len(emb)),
-        zarr_copy=config.zarr_copy,
-    )
-    publish_s = time.perf_counter() - t0
-    return AnonymizeResult(
-        publish=result,
-        gate=gate,
-        clips=len(emb),
-        dim=int(emb.shape[1]),
-        seconds=time.perf_counter() - started,
-        anonymize_seconds=anonymize_s,
-        gate_seconds=gate_s,
-        publish_seconds=publish_s,
-    )
+
+@contextmanager
+def _progress(total: int, bar: bool) -> Iterator[Callable[[int], None]]:
+    if not bar:
+        yield lambda n: None
+        return
+    from flows.progress import progress
+
+    with progress("anonymize", total, "clips", bar=True) as advance:
+        yield lambda n: advance(n)

@@ -7,6 +7,11 @@ store (`flows.views.anonymize_view`) or from published shards joined to the stor
 through the same probes with the same seeds; a probe whose labels are absent is skipped with its
 reason recorded. PROBE_DIR/probe.json, written last and atomically, holds every metric, chance level,
 seed and count (schema: docs/probes.md).
+
+A store of more than `max_clips` motion clips (default PROBE_MAX_CLIPS) is probed on a seeded sample of
+whole people per split (`flows.views.sample_videos`): only those videos' embeddings are read (and
+anonymized, and read from published shards), so memory follows the cap, not the store; the record's
+`store.sample` says which and how many.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from flows.limits import PROBE_MAX_CLIPS
 from flows.probe_sets import EmbeddingSet, adapter_set, published_sets, raw_set, unique_names
-from flows.views import Labels, labels_of
+from flows.views import Labels, Sample, labels_of, sample_videos
 from pipeline.errors import ConfigError
 from pipeline.probes.config import ProbeConfig
 from pipeline.probes.inputs import Clips, ProbeError
@@ -63,6 +69,11 @@ class ProbeRunConfig(_Frozen):
         default="test", description="videos of this split are the re-ID queries and gallery; None = all"
     )
     probes: ProbeConfig = ProbeConfig()
+    max_clips: int = Field(
+        default=PROBE_MAX_CLIPS,
+        ge=0,
+        description="above this many motion clips, probe a seeded sample of whole people per split (0: all)",
+    )
 
     def effective(self) -> ProbeConfig:
         """The probe settings with every seed set to `seed`."""
@@ -397,8 +408,9 @@ def _tracker(total: int, bar: bool, echo: Callable[[str], None] | None) -> Itera
     yield line
 
 
-def store_summary(url: str, view: CacheView, labels: Labels) -> dict[str, Any]:
-    return {
+def store_summary(url: str, view: CacheView, labels: Labels, sample: Sample | None = None) -> dict[str, Any]:
+    """The store's attributes and counts (of the whole store; `sample` adds what was probed of it)."""
+    summary = {
         "url": url,
         "encoder_id": view.attrs.encoder_id,
         "attrs": view.attrs.model_dump(mode="json"),
@@ -412,6 +424,9 @@ def store_summary(url: str, view: CacheView, labels: Labels) -> dict[str, Any]:
         "attributes": sorted(labels.attributes),
         "bias_group": labels.bias_group,
     }
+    if sample is not None:
+        summary["sample"] = sample.record()
+    return summary
 
 
 def write_record(out: Path, record: ProbeRecord) -> Path:
@@ -446,15 +461,23 @@ def probe(
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; pass a folder for the probe results")
     cache = LatentCache.open(store)
-    view = cache.read()
-    labels = labels_of(view.videos)
+    tables = cache.read(arrays=False)
+    labels = labels_of(tables.videos)
+    sample = sample_videos(tables.clips, labels, config.max_clips, config.seed)
+    if sample.videos is not None and echo is not None:
+        echo(
+            f"probe: a sample of {sample.motion_clips} of {sample.of_motion_clips} motion clips "
+            f"({sample.num_videos} of {sample.of_videos} videos, whole people per split; --max-clips "
+            f"{config.max_clips})"
+        )
+    view = cache.read() if sample.videos is None else cache.read(videos=sample.videos)
     read_s = time.perf_counter() - start
 
     sets = [raw_set(view)]
     for folder in adapters:
         sets.append(adapter_set(view, Path(folder), f"adapter:{Path(folder).name}"))
     for folder in published:
-        sets.extend(published_sets(view, Path(folder), store=str(store)))
+        sets.extend(published_sets(view, Path(folder), store=str(store), only_view=sample.videos is not None))
     sets = unique_names(sets)
     load_s = time.perf_counter() - start - read_s
 
@@ -469,7 +492,7 @@ def probe(
         schema_version=SCHEMA_VERSION,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         config=dumped,
-        store=store_summary(cache.url, view, labels),
+        store=store_summary(cache.url, tables, labels, sample),
         tasks=plan,
         sets=records,
         timings_s={

@@ -149,10 +149,11 @@ def join_published(
 
 
 def published_sets(
-    view: CacheView, folder: Path, prefix: str = "published", store: str = ""
+    view: CacheView, folder: Path, prefix: str = "published", store: str = "", only_view: bool = False
 ) -> list[EmbeddingSet]:
     """One set per published partition under `folder`, its rows joined to the store's clips (at `store`,
-    whose key turns its ids into the publication's pseudonyms)."""
+    whose key turns its ids into the publication's pseudonyms). only_view=True reads only the published
+    rows of the view's videos (a sample of the store), one file at a time."""
     from stores.published import read_published
 
     partitions = _partitions(folder)
@@ -160,9 +161,14 @@ def published_sets(
     sets = []
     for p in partitions:
         root = Path(p.location).parents[2]  # PUBLISHED of PUBLISHED/dataset=…/encoder=…/adapter=…
-        table, emb = read_published(root, dataset=p.dataset, encoder=p.encoder, adapter=p.adapter)
         m = p.manifest
         ids = None if m.id_scheme == "original" else published_video_ids(view, store, m.id_scheme)
+        wanted = None
+        if only_view:
+            wanted = set(ids if ids is not None else view.clips.column("video_id").to_pylist())
+        table, emb = read_published(
+            root, dataset=p.dataset, encoder=p.encoder, adapter=p.adapter, video_ids=wanted
+        )
         published_rows, store_rows = join_published(view, table, ids)
         label = f"{p.dataset}/{p.encoder}/{p.adapter}" if ambiguous else p.adapter
         sets.append(

@@ -25,6 +25,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.cpu import torch_threads
+from flows.limits import MEMORY_PER_LATENT_BYTE
 from flows.progress import progress
 from flows.views import binding
 from pipeline.adapter import (
@@ -80,7 +81,8 @@ class TrainAdapterConfig(BaseModel):
     memory_gb: float | None = Field(
         None,
         gt=0,
-        description="hold training latents in memory up to this many GB, stream above (default: RAM/4)",
+        description="memory for training, about MEMORY_PER_LATENT_BYTE x the latents held; streamed in "
+        "groups of videos when the train/val latents need more (default: RAM/4)",
     )
     threads: int = Field(1, ge=0, description="torch CPU threads while training (0: torch's default)")
 
@@ -261,8 +263,9 @@ def _memory_budget(memory_gb: float | None) -> int:
 def training_data(
     cache: LatentCache, tables: CacheView, tokens: bool, memory_gb: float | None
 ) -> tuple[AdapterData | AdapterChunks, dict[str, list[str]], int]:
-    """The train/val latents in memory when they fit `memory_gb` (default: a quarter of RAM), else
-    streamed in groups of whole videos of about half that size; also the classes and the clip count."""
+    """The train/val latents in memory when training them fits `memory_gb` (default: a quarter of RAM;
+    training takes about MEMORY_PER_LATENT_BYTE x its latents), else streamed in groups of whole videos
+    whose training takes about half that; also the classes and the clip count."""
     classes = class_names(tables.videos)
     splits = dict(zip(tables.videos["video_id"].to_pylist(), _values(tables.videos, "split"), strict=True))
     kept = sorted(v for v, s in splits.items() if str(s) in TRAIN_SPLITS)
@@ -280,7 +283,7 @@ def training_data(
         v: 4 * D * (counts.get(v, 0) * (1 + tokens_per_clip) + static_counts.get(v, 0)) for v in kept
     }
     clips = int(sum(counts.get(v, 0) for v in kept))
-    budget = _memory_budget(memory_gb)
+    budget = _memory_budget(memory_gb) // MEMORY_PER_LATENT_BYTE  # of latents
     if sum(per_video.values()) <= budget:
         data, _ = adapter_data(cache.read(videos=kept), tokens=tokens, classes=classes)
         return data, classes, clips

@@ -192,3 +192,75 @@ def anonymize_view(view: CacheView, adapter_dir: str | Path) -> tuple[np.ndarray
             still = np.repeat(view.static[:, None], view.tokens.shape[1], axis=1)
         static = anonymize_array(model, view.static, still)
     return motion, static
+
+
+# --- bounded samples of a large store ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The videos a bounded measurement reads: whole people (whole videos when the store has no
+    `private_identity`) drawn per split with a seeded permutation, each split keeping its share of
+    the store's motion clips; `videos` None means the whole store (it has at most `max_clips`)."""
+
+    videos: list[str] | None
+    max_clips: int
+    seed: int
+    motion_clips: int  # in the sample
+    of_motion_clips: int  # in the store
+    num_videos: int
+    of_videos: int
+
+    def record(self) -> dict[str, Any]:
+        """What a manifest or probe record says about the sample."""
+        return {
+            "sampled": self.videos is not None,
+            "max_clips": self.max_clips,
+            "seed": self.seed,
+            "by": "people per split (a video without an identity label counts alone)",
+            "videos": self.num_videos,
+            "motion_clips": self.motion_clips,
+            "of_videos": self.of_videos,
+            "of_motion_clips": self.of_motion_clips,
+        }
+
+
+SAMPLE_STREAM = 2323  # the rng stream of samples, apart from every probe's own
+
+
+def sample_videos(clips: pa.Table, labels: Labels, max_clips: int, seed: int) -> Sample:
+    """At most about `max_clips` motion clips of whole people, drawn per split (module doc of Sample);
+    the whole store when it has no more than `max_clips` (0: never sample). Videos without a split are
+    left out of a sample (no probe and no gate uses them)."""
+    import pyarrow.compute as pc
+
+    counted = pc.value_counts(clips.column("video_id"))
+    counts = dict(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True))
+    total = int(sum(counts.values()))
+    if max_clips == 0 or total <= max_clips:
+        return Sample(None, max_clips, seed, total, total, len(counts), len(counts))
+    units: dict[str, dict[str, list[str]]] = {}  # split -> person -> videos
+    for video in sorted(counts):
+        split = labels.splits.get(video)
+        if split is None:
+            continue
+        person = labels.identity.get(video)
+        key = f"person:{person}" if person is not None else f"video:{video}"
+        units.setdefault(split, {}).setdefault(key, []).append(video)
+    with_split = sum(counts[v] for people in units.values() for vs in people.values() for v in vs)
+    chosen: list[str] = []
+    for index, split in enumerate(sorted(units)):
+        people = sorted(units[split])
+        rows = {p: sum(counts[v] for v in units[split][p]) for p in people}
+        quota = max_clips * sum(rows.values()) / max(with_split, 1)
+        order = np.random.default_rng([seed, SAMPLE_STREAM, index]).permutation(len(people))
+        taken = 0
+        for i in order:
+            person = people[int(i)]
+            if taken and taken + rows[person] > quota:
+                continue
+            chosen.extend(units[split][person])
+            taken += rows[person]
+    chosen.sort()
+    clips_in = sum(counts[v] for v in chosen)
+    return Sample(chosen, max_clips, seed, clips_in, total, len(chosen), len(counts))

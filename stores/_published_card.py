@@ -122,6 +122,18 @@ def _how_to_read(m: PartitionManifest) -> list[str]:
     ]
 
 
+def _sample(r: dict[str, Any]) -> list[str]:
+    """A line when the gate measured a sample of a large store (flows.views.sample_videos)."""
+    sample = r.get("sample")
+    if not isinstance(sample, dict) or not sample.get("sampled"):
+        return []
+    return [
+        f"* measured on a seeded sample of {sample.get('motion_clips')} of {sample.get('of_motion_clips')} "
+        f"motion clips ({sample.get('videos')} of {sample.get('of_videos')} videos, whole people per split; "
+        f"cap {sample.get('max_clips')}, seed {sample.get('seed')}); every clip is published"
+    ]
+
+
 def _sensitive(m: PartitionManifest) -> list[str]:
     lines = ["## Personal and Sensitive Information", ""]
     leakage = m.leakage
@@ -144,6 +156,7 @@ def _sensitive(m: PartitionManifest) -> list[str]:
         f"* worst leakage over attributes and attackers: **{_num(r.get('worst_leakage'))}**",
         f"* smallest share removed: **{_num(r.get('min_reduction'))}**",
         f"* gate: {_gate(r)}",
+        *_sample(r),
         "",
     ]
     attributes: dict[str, dict[str, dict[str, Any]]] = r.get("attributes", {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -79,6 +80,54 @@ class Rows:
         return digest.hexdigest()
 
 
+# Embeddings of the caller's input rows `positions` (ascending, int64) as a floating (len, D) array.
+EmbFetch = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class LazyRows:
+    """Published rows sorted by (video_id, clip_index) whose embeddings are fetched only when a file
+    needs them: row i is the caller's input row `source[i]`. `load()` checks and casts them (as
+    `prepare` does for an array in memory), so memory follows the rows loaded, not the publication."""
+
+    table: pa.Table  # clip_schema()
+    source: np.ndarray  # (N,) int64
+    fetch: EmbFetch
+    dim: int
+    dtype: Dtype
+    normalisation: Normalisation
+
+    def __len__(self) -> int:
+        return int(self.table.num_rows)
+
+    def take(self, indices: np.ndarray) -> LazyRows:
+        table = self.table.take(pa.array(indices, pa.int64()))
+        return LazyRows(table, self.source[indices], self.fetch, self.dim, self.dtype, self.normalisation)
+
+    def slice(self, start: int, stop: int) -> LazyRows:
+        table = self.table.slice(start, stop - start)
+        return LazyRows(table, self.source[start:stop], self.fetch, self.dim, self.dtype, self.normalisation)
+
+    @property
+    def video_ids(self) -> list[str]:
+        ids: list[str] = self.table["video_id"].to_pylist()
+        return ids
+
+    def load(self) -> Rows:
+        """These rows with their embeddings (stored dtype), fetched in ascending input order."""
+        order = np.argsort(self.source, kind="stable")
+        fetched = self.fetch(self.source[order])
+        if getattr(fetched, "shape", None) != (len(self), self.dim):
+            raise StoreError(
+                f"the embedding source gave shape {getattr(fetched, 'shape', None)} for {len(self)} rows "
+                f"of D = {self.dim}; it must return one row per requested position"
+            )
+        cast = _embeddings(fetched, len(self), self.dtype, self.normalisation)
+        emb = np.empty_like(cast)
+        emb[order] = cast
+        return Rows(self.table, emb)
+
+
 def concat(parts: list[Rows], dim: int, dtype: Dtype) -> Rows:
     if not parts:
         return Rows(clip_schema().empty_table(), np.zeros((0, dim), dtype))
@@ -89,20 +138,35 @@ def concat(parts: list[Rows], dim: int, dtype: Dtype) -> Rows:
 # --- what a caller hands in ----------------------------------------------------------------------------
 
 
-def prepare(clips: pa.Table, emb: np.ndarray, dtype: Dtype, normalisation: Normalisation) -> Rows:
-    """Checked, typed, sorted rows; StoreError says what is wrong with the input and what to do."""
+def prepare(clips: pa.Table, emb: np.ndarray, dtype: Dtype, normalisation: Normalisation) -> LazyRows:
+    """Checked, typed, sorted rows of an array in memory; StoreError says what is wrong with the input
+    and what to do. Every embedding is checked here, before anything is written."""
     if not isinstance(clips, pa.Table):
         raise StoreError(f"clips must be a pyarrow Table, got {type(clips).__name__}")
     _check_columns(clips)
+    _embeddings(emb, clips.num_rows, dtype, normalisation)
+    return prepare_lazy(clips, lambda positions: emb[positions], emb.shape[1], dtype, normalisation)
+
+
+def prepare_lazy(
+    clips: pa.Table, fetch: EmbFetch, dim: int, dtype: Dtype, normalisation: Normalisation
+) -> LazyRows:
+    """Checked, typed, sorted rows whose embeddings `fetch` gives on demand (checked when loaded)."""
+    if not isinstance(clips, pa.Table):
+        raise StoreError(f"clips must be a pyarrow Table, got {type(clips).__name__}")
+    if dim < 1:
+        raise StoreError(f"embedding dimension must be at least 1, got {dim}")
+    if dtype not in ("float32", "float16"):
+        raise StoreError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
+    _check_columns(clips)
     table = _typed(clips)
     _check_values(table)
-    cast = _embeddings(emb, table.num_rows, dtype, normalisation)
     order = pc.sort_indices(table, [("video_id", "ascending"), ("clip_index", "ascending")]).to_numpy()
     table = table.take(order)
     _check_unique(table)
     clip_id = pc.binary_join_element_wise(table["video_id"], pc.cast(table["clip_index"], pa.string()), "#")
     table = pa.Table.from_arrays([clip_id, *table.columns], schema=clip_schema()).combine_chunks()
-    return Rows(table, cast[order])
+    return LazyRows(table, order.astype(np.int64), fetch, dim, dtype, normalisation)
 
 
 def _check_columns(clips: pa.Table) -> None:
@@ -189,7 +253,7 @@ def _embeddings(emb: np.ndarray, rows: int, dtype: Dtype, normalisation: Normali
 # --- files ---------------------------------------------------------------------------------------------
 
 
-def file_slices(rows: Rows, rows_per_file: int) -> list[tuple[int, int]]:
+def file_slices(rows: Rows | LazyRows, rows_per_file: int) -> list[tuple[int, int]]:
     """[start, stop) row ranges of the data files: whole videos, at most rows_per_file rows unless one
     video alone is longer, so a reader never finds half a video in a file."""
     ids = rows.table["video_id"].to_numpy(zero_copy_only=False)

@@ -238,11 +238,14 @@ class LatentCache:
         parts = self._trusted_parts()
         return _view.resolve(parts, self._video_tables(parts)).fingerprint
 
-    def read(self, *, arrays: bool = True, videos: Collection[str] | None = None) -> CacheView:
+    def read(
+        self, *, arrays: bool = True, videos: Collection[str] | None = None, static: bool = True
+    ) -> CacheView:
         """Everything in the trusted parts, each clip once; arrays=False reads the tables only.
 
         `videos` restricts the view to those video ids (only the parts holding them are read), for
-        readers that stream a large store a group of videos at a time."""
+        readers that stream a large store a group of videos at a time. static=False leaves the static
+        clips out (no rows, no table) for readers of the motion clips only."""
         parts = self._trusted_parts()
         tables = self._tables(parts, "videos")
         resolution = _view.resolve(parts, tables)
@@ -251,15 +254,19 @@ class LatentCache:
             wanted = set(videos)
             owned = [[v for v in ids if v in wanted] for ids in owned]
         clips = _view.row_index(self._tables(parts, "clips"), owned, "clip_index", CLIPS_SCHEMA)
-        static_tables = self._tables(parts, "static_clips")
-        static = _view.row_index(static_tables, owned, "static_index", STATIC_CLIPS_SCHEMA)
+        static_tables = self._tables(parts, "static_clips") if static else [STATIC_CLIPS_SCHEMA.empty_table()]
+        static_index = _view.row_index(
+            static_tables, owned if static else [[]], "static_index", STATIC_CLIPS_SCHEMA
+        )
         dim = self.attrs.dim
         motion_rows = np.zeros((0, dim), np.float32)
         static_rows = np.zeros((0, dim), np.float32)
         tokens = None
         if arrays:
             motion_rows = _view.load_all(self._arrays(parts, "motion"), clips.part, clips.row, (dim,))
-            static_rows = _view.load_all(self._arrays(parts, "static"), static.part, static.row, (dim,))
+            if static:
+                static_arrays = self._arrays(parts, "static")
+                static_rows = _view.load_all(static_arrays, static_index.part, static_index.row, (dim,))
             if self.attrs.tokens is not None:
                 tokens = _view.load_all(
                     self._arrays(parts, "tokens"), clips.part, clips.row, self.attrs.tokens
@@ -269,7 +276,7 @@ class LatentCache:
             videos=_ok_videos(tables, owned),
             clips=clips.table,
             motion=motion_rows,
-            static_clips=static.table,
+            static_clips=static_index.table,
             static=static_rows,
             tokens=tokens,
             errors=self._errors(parts, resolution),
@@ -281,15 +288,38 @@ class LatentCache:
             raise StoreError(f"chunk_rows must be at least 1, got {chunk_rows}")
         return self._iter_motion(chunk_rows)
 
-    def _iter_motion(self, chunk_rows: int) -> Iterator[tuple[pa.Table, np.ndarray]]:
+    def iter_motion_tokens(self, chunk_rows: int) -> Iterator[tuple[pa.Table, np.ndarray, np.ndarray]]:
+        """Like iter_motion, with each chunk's temporal tokens (rows, T', D) float32 too; StoreError
+        when the store holds none."""
+        if chunk_rows < 1:
+            raise StoreError(f"chunk_rows must be at least 1, got {chunk_rows}")
+        if self.attrs.tokens is None:
+            raise StoreError(f"{self.url} holds no temporal tokens; extract them with the encoder's tokens")
+        return self._iter_motion_tokens(chunk_rows, self.attrs.tokens)
+
+    def _clip_index(self) -> tuple[list[_view.TrustedPart], _view.RowIndex]:
         parts = self._trusted_parts()
         owned = _view.resolve(parts, self._video_tables(parts)).owned_by(len(parts))
-        clips = _view.row_index(self._tables(parts, "clips"), owned, "clip_index", CLIPS_SCHEMA)
+        return parts, _view.row_index(self._tables(parts, "clips"), owned, "clip_index", CLIPS_SCHEMA)
+
+    def _iter_motion(self, chunk_rows: int) -> Iterator[tuple[pa.Table, np.ndarray]]:
+        parts, clips = self._clip_index()
         blocks = _view.BlockCache(self._arrays(parts, "motion"))
         for start in range(0, clips.table.num_rows, chunk_rows):
             stop = start + chunk_rows
             rows = blocks.gather(clips.part[start:stop], clips.row[start:stop], (self.attrs.dim,))
             yield clips.table.slice(start, len(rows)), rows
+
+    def _iter_motion_tokens(
+        self, chunk_rows: int, trailing: tuple[int, ...]
+    ) -> Iterator[tuple[pa.Table, np.ndarray, np.ndarray]]:
+        parts, clips = self._clip_index()
+        blocks = _view.BlockCache(self._arrays(parts, "motion"))
+        token_blocks = _view.BlockCache(self._arrays(parts, "tokens"))
+        for start in range(0, clips.table.num_rows, chunk_rows):
+            part, row = clips.part[start : start + chunk_rows], clips.row[start : start + chunk_rows]
+            rows = blocks.gather(part, row, (self.attrs.dim,))
+            yield clips.table.slice(start, len(rows)), rows, token_blocks.gather(part, row, trailing)
 
     # --- helpers -------------------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ from stores import _published_rows as _rows
 from stores._atomic import WriterBusyError
 from stores._fs import StoreRoot
 from stores._published_card import CARD, render_card
-from stores._published_rows import Rows
+from stores._published_rows import EmbFetch, LazyRows, Rows
 from stores._published_types import (
     IDENTITY_FIELDS,
     INDEX_DIR,
@@ -85,6 +85,7 @@ __all__ = [
     "load_faiss_index",
     "public_encoder_id",
     "publish",
+    "publish_rows",
     "published_partitions",
     "read_published",
 ]
@@ -112,7 +113,7 @@ class _Options:
 class _Extras:
     """The optional outputs a changed partition gets, built over all its rows."""
 
-    rows: Rows
+    rows: Rows | LazyRows
     index_kind: IndexKind | None
     zarr_copy: bool
 
@@ -159,13 +160,52 @@ def publish(
     leakage = check_info(info)
     opts = _options(dtype, mode, rows_per_file, row_group_rows, faiss_index, zarr_copy, tolerance)
     rows = _rows.prepare(clips, emb, dtype, info.normalisation)
+    return _publish(out, info, leakage, rows, opts, mode, storage_options)
+
+
+def publish_rows(
+    out: str | Path,
+    info: PublicationInfo,
+    clips: pa.Table,
+    fetch: EmbFetch,
+    dim: int,
+    *,
+    dtype: Dtype = "float32",
+    mode: Mode = "new",
+    rows_per_file: int = ROWS_PER_FILE,
+    row_group_rows: int = ROW_GROUP_ROWS,
+    faiss_index: IndexKind | None = None,
+    zarr_copy: bool = False,
+    tolerance: float = 0.0,
+    storage_options: dict[str, Any] | None = None,
+) -> PublishResult:
+    """`publish` for embeddings too large for memory: `fetch(positions)` returns the (len, D) embeddings
+    of the `clips` rows at `positions` (ascending), and is called one data file at a time, so memory
+    follows `rows_per_file`, not N. The same inputs give the same files as `publish`. Each embedding is
+    checked when its file is written; a failure leaves the partition as it was. The optional faiss index
+    and Zarr copy are built over every row at once (in memory)."""
+    leakage = check_info(info)
+    opts = _options(dtype, mode, rows_per_file, row_group_rows, faiss_index, zarr_copy, tolerance)
+    rows = _rows.prepare_lazy(clips, fetch, dim, dtype, info.normalisation)
+    return _publish(out, info, leakage, rows, opts, mode, storage_options)
+
+
+def _publish(
+    out: str | Path,
+    info: PublicationInfo,
+    leakage: dict[str, Any],
+    rows: LazyRows,
+    opts: _Options,
+    mode: Mode,
+    storage_options: dict[str, Any] | None,
+) -> PublishResult:
     where = _Where.of(StoreRoot.from_url(out, storage_options), info)
     with _writer(where):
         existing = _manifest_or_none(where.root, where.folder)
         _clean_stale(where, existing)
         if existing is None:
             return _create(where, info, leakage, rows, opts)
-        _check_same_source(existing, info, rows.emb.shape[1], dtype, where.folder)
+        _check_same_source(existing, info, rows.dim, opts.dtype, where.folder)
         return _extend(where, existing, info, leakage, rows, opts, mode)
 
 
@@ -198,7 +238,7 @@ def _options(
 
 
 def _create(
-    where: _Where, info: PublicationInfo, leakage: dict[str, Any], rows: Rows, opts: _Options
+    where: _Where, info: PublicationInfo, leakage: dict[str, Any], rows: LazyRows, opts: _Options
 ) -> PublishResult:
     root = where.root
     if root.exists(where.folder):
@@ -212,7 +252,7 @@ def _create(
         index, copy = _write_extras(root, dest, rows, opts.faiss_index, opts.zarr_copy, info)
         now = _now()
         publication = _publication(now, "new", entries, leakage)
-        manifest = _manifest(info, leakage, opts.dtype, rows.emb.shape[1], entries, index, copy, now, now)
+        manifest = _manifest(info, leakage, opts.dtype, rows.dim, entries, index, copy, now, now)
         manifest = manifest.model_copy(update={"publications": [publication]})
         _write_manifest(root, dest, manifest)
         if root.local:
@@ -241,7 +281,7 @@ def _extend(
     existing: PartitionManifest,
     info: PublicationInfo,
     leakage: dict[str, Any],
-    rows: Rows,
+    rows: LazyRows,
     opts: _Options,
     mode: Mode,
 ) -> PublishResult:
@@ -257,9 +297,7 @@ def _extend(
         )
     overlap = incoming & published
     if overlap:
-        files = [f for f, ids in zip(existing.files, published_ids, strict=True) if ids & overlap]
-        old = _read_rows(root, where.folder, files, dim, overlap)
-        _check_unchanged(old, rows.take(_rows_of(rows, overlap)), opts.tolerance, where.folder)
+        _check_unchanged(root, where.folder, existing.files, published_ids, rows, overlap, opts.tolerance)
     fresh = rows.take(_rows_of(rows, incoming - published))
     index_kind = opts.faiss_index or (existing.faiss_index.kind if existing.faiss_index else None)
     zarr_wanted = opts.zarr_copy or existing.zarr_copy is not None
@@ -270,7 +308,7 @@ def _extend(
     extras = None
     if index_kind or zarr_wanted:  # rebuilt over every row, in manifest file order
         everything = _rows.concat(
-            [_read_rows(root, where.folder, existing.files, dim), fresh], dim, opts.dtype
+            [_read_rows(root, where.folder, existing.files, dim), fresh.load()], dim, opts.dtype
         )
         extras = _Extras(everything, index_kind, zarr_wanted)
     first = 1 + max(
@@ -294,7 +332,7 @@ def _commit_extension(
     existing: PartitionManifest,
     info: PublicationInfo,
     leakage: dict[str, Any],
-    fresh: Rows,
+    fresh: LazyRows,
     first: int,
     extras: _Extras | None,
     opts: _Options,
@@ -330,7 +368,7 @@ def _commit_local(
     existing: PartitionManifest,
     info: PublicationInfo,
     leakage: dict[str, Any],
-    fresh: Rows,
+    fresh: LazyRows,
     first: int,
     extras: _Extras | None,
     opts: _Options,
@@ -363,7 +401,7 @@ def _commit_remote(
     existing: PartitionManifest,
     info: PublicationInfo,
     leakage: dict[str, Any],
-    fresh: Rows,
+    fresh: LazyRows,
     first: int,
     extras: _Extras | None,
     opts: _Options,
@@ -425,17 +463,18 @@ def _result(
 def _write_data_files(
     root: StoreRoot,
     dest: str,
-    rows: Rows,
+    rows: LazyRows,
     first: int,
     info: PublicationInfo,
     leakage: dict[str, Any],
     opts: _Options,
 ) -> list[FileEntry]:
-    dim = rows.emb.shape[1]
+    """The data files, one at a time: only one file's embeddings are in memory at once."""
+    dim = rows.dim
     schema = _rows.data_schema(opts.dtype, dim, _kv_metadata(info, leakage, opts.dtype, dim))
     entries = []
     for k, (start, stop) in enumerate(_rows.file_slices(rows, opts.rows_per_file)):
-        part = rows.slice(start, stop)
+        part = rows.slice(start, stop).load()
         data = _rows.encode(part, schema, opts.dtype, opts.row_group_rows)
         entry = _extras.write_bytes(root, dest, f"part-{first + k:05d}.parquet", data)
         update = {
@@ -450,11 +489,15 @@ def _write_data_files(
 def _write_extras(
     root: StoreRoot,
     dest: str,
-    rows: Rows,
+    rows: Rows | LazyRows,
     index_kind: IndexKind | None,
     zarr_copy: bool,
     info: PublicationInfo,
 ) -> tuple[IndexEntry | None, ZarrEntry | None]:
+    if not (index_kind or zarr_copy):
+        return None, None
+    if isinstance(rows, LazyRows):  # both are built over every row at once
+        rows = rows.load()
     index = _extras.write_index(root, dest, rows, index_kind) if index_kind else None
     attrs = {"dim": int(rows.emb.shape[1]), "dtype": str(rows.emb.dtype), "normalisation": info.normalisation}
     copy = _extras.write_zarr_copy(root, dest, rows, attrs) if zarr_copy else None
@@ -566,19 +609,40 @@ def _check_same_source(
         )
 
 
-def _check_unchanged(old: Rows, new: Rows, tolerance: float, folder: str) -> None:
-    """Refuse when already published videos come back with other clips or embeddings."""
-    order = pc.sort_indices(old.table, [("video_id", "ascending"), ("clip_index", "ascending")])
-    old = old.take(order.to_numpy())
-    if old.table.equals(new.table) and _close(old.emb, new.emb, tolerance):
+def _check_unchanged(
+    root: StoreRoot,
+    folder: str,
+    files: list[FileEntry],
+    file_ids: list[set[str]],
+    rows: LazyRows,
+    overlap: set[str],
+    tolerance: float,
+) -> None:
+    """Refuse when already published videos come back with other clips or embeddings; compared one
+    published file at a time (a file holds whole videos), so memory follows the file size."""
+    dim = rows.dim
+    differing: list[str] = []
+    for entry, ids in zip(files, file_ids, strict=True):
+        if ids & overlap:
+            videos = ids & overlap
+            old = _read_rows(root, folder, [entry], dim, videos)
+            differing += _differing(old, rows.take(_rows_of(rows, videos)).load(), tolerance)
+    if not differing:
         return
-    differing = sorted(
-        video_id for video_id in set(new.video_ids) if not _same_video(old, new, video_id, tolerance)
-    )
+    differing.sort()
     raise StoreError(
         f"{folder}: {len(differing)} already published videos come back with other clips or embeddings "
         f"(e.g. {differing[:5]}); published rows are never rewritten — publish under a new adapter_version"
     )
+
+
+def _differing(old: Rows, new: Rows, tolerance: float) -> list[str]:
+    """The videos of `new` whose rows or embeddings differ from those in `old` (the same videos)."""
+    order = pc.sort_indices(old.table, [("video_id", "ascending"), ("clip_index", "ascending")])
+    old = old.take(order.to_numpy())
+    if old.table.equals(new.table) and _close(old.emb, new.emb, tolerance):
+        return []
+    return [video_id for video_id in set(new.video_ids) if not _same_video(old, new, video_id, tolerance)]
 
 
 def _same_video(old: Rows, new: Rows, video_id: str, tolerance: float) -> bool:
@@ -594,7 +658,7 @@ def _close(a: np.ndarray, b: np.ndarray, tolerance: float) -> bool:
     return bool(np.allclose(a.astype(np.float32), b.astype(np.float32), rtol=0, atol=tolerance))
 
 
-def _rows_of(rows: Rows, video_ids: set[str]) -> np.ndarray:
+def _rows_of(rows: Rows | LazyRows, video_ids: set[str]) -> np.ndarray:
     mask = pc.is_in(rows.table["video_id"], value_set=pa.array(sorted(video_ids), pa.string()))
     return np.flatnonzero(mask.to_numpy(zero_copy_only=False))
 
@@ -645,10 +709,12 @@ def read_published(
     encoder: str | None = None,
     adapter: str | None = None,
     verify: bool = False,
+    video_ids: set[str] | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> tuple[pa.Table, np.ndarray]:
     """(rows, emb) of the matching partitions: rows hold dataset, encoder, adapter and the clip columns;
-    emb is (N, D) float32. Only files a manifest lists are read; verify=True also checks their sha256."""
+    emb is (N, D) float32. Only files a manifest lists are read; verify=True also checks their sha256.
+    `video_ids` keeps only those (published) video ids, filtered file by file."""
     partitions = [
         p
         for p in published_partitions(out, storage_options=storage_options)
@@ -669,7 +735,7 @@ def read_published(
     tables, arrays = [], []
     for p in partitions:
         root = StoreRoot.from_url(p.location, storage_options)
-        rows = _read_rows(root, root.path, p.manifest.files, p.dim, verify=verify)
+        rows = _read_rows(root, root.path, p.manifest.files, p.dim, video_ids, verify=verify)
         keys = [pa.repeat(pa.scalar(v, pa.string()), len(rows)) for v in (p.dataset, p.encoder, p.adapter)]
         tables.append(
             pa.Table.from_arrays(

@@ -651,3 +651,30 @@ def test_a_part_damaged_after_a_first_read_is_no_longer_trusted(url: str, damage
         assert LatentCache.open(url).completed_videos() == {"a": (1000, 1)}
         assert calls == ["later"]
         assert LatentCache.open(url).read().videos["video_id"].to_pylist() == ["a"]
+
+
+def test_iter_motion_tokens_streams_what_read_returns(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_parts, "MAX_CHUNK_ROWS", 4)
+    attrs = ATTRS.model_copy(update={"tokens": (3, DIM)})
+    cache = LatentCache.create_or_open(url, attrs)
+    cache.write_part("p1", make_part(["a", "d"], salt="1", clips=5, tokens=(3, DIM)))
+    cache.write_part("p2", make_part(["b", "c"], salt="2", clips=5, tokens=(3, DIM)))
+    view = cache.read()
+    assert view.tokens is not None
+    chunks = list(cache.iter_motion_tokens(3))
+    assert all(len(t) == len(m) == len(k) <= 3 for t, m, k in chunks)
+    assert pa.concat_tables([t for t, _, _ in chunks]).equals(view.clips)
+    np.testing.assert_array_equal(np.concatenate([m for _, m, _ in chunks]), view.motion)
+    np.testing.assert_array_equal(np.concatenate([k for _, _, k in chunks]), view.tokens)
+    with pytest.raises(StoreError, match="no temporal tokens"):
+        LatentCache.create_or_open(f"{url}-plain", ATTRS).iter_motion_tokens(3)
+
+
+def test_read_without_static_clips(url: str) -> None:
+    cache = LatentCache.create_or_open(url, ATTRS)
+    cache.write_part("p1", make_part(["a", "b"], clips=2))
+    full, motion_only = cache.read(), cache.read(static=False, videos=["b"])
+    assert full.static.shape[0] > 0
+    assert motion_only.static.shape == (0, DIM) and motion_only.static_clips.num_rows == 0
+    np.testing.assert_array_equal(motion_only.motion, full.motion[2:])
+    assert motion_only.clips.equals(full.clips.slice(2))
