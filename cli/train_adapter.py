@@ -80,6 +80,13 @@ def train_adapter(
             "video's other static frames), not only motion clips (default: on).",
         ),
     ] = None,
+    critic_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Critic updates per adapter step (default: the objective's): a critic that lags "
+            "behind the adapter is easy to fool and protects nothing."
+        ),
+    ] = None,
     private_labels: Annotated[
         str,
         typer.Option(
@@ -146,6 +153,7 @@ def train_adapter(
             erase_clip_dims=erase_clip_dims,
             critic=critic,
             critic_static=critic_static,
+            critic_steps=critic_steps,
             private_labels=tuple(c.strip() for c in private_labels.split(",") if c.strip()),
             memory_gb=memory_gb,
             threads=threads,

@@ -79,12 +79,18 @@ class TrainAdapterConfig(BaseModel):
         ge=0,
         description="eraser directions against what a video's other clips share (default: the recipe's)",
     )
+    privacy: float | None = Field(None, ge=0, description="ω_B of L_B (default: the recipe's; ablations)")
+    cross_view: float | None = Field(None, ge=0, description="ω_X of L_X (default: the recipe's; ablations)")
+    independence: float | None = Field(
+        None, ge=0, description="ω_H of L_H (default: the recipe's; ablations)"
+    )
     critic: float | None = Field(
         None,
         ge=0,
         description="weight of the learned nonlinear critic (default: the recipe's; 0 turns it off)",
     )
     critic_static: bool | None = Field(None, description="the critic also reads adapted static clips")
+    critic_steps: int | None = Field(None, ge=1, description="critic updates per adapter step")
     private_labels: tuple[str, ...] = Field(
         (),
         description="label-informed critic: private_* columns whose train-video values it learns "
@@ -137,10 +143,9 @@ class TrainAdapterConfig(BaseModel):
 
     def _objective(self, objective: ObjectiveConfig) -> ObjectiveConfig:
         update: dict[str, object] = {}
-        if self.critic is not None:
-            update["critic"] = self.critic
-        if self.critic_static is not None:
-            update["critic_static"] = self.critic_static
+        for name in ("privacy", "cross_view", "independence", "critic", "critic_static", "critic_steps"):
+            if getattr(self, name) is not None:
+                update[name] = getattr(self, name)
         if self.private_labels:
             update["private_labels"] = tuple(private_column(c) for c in self.private_labels)
             if objective.critic == 0 and self.critic is None:

@@ -173,10 +173,12 @@ def test_a_second_train_adapter_is_one_line_and_exit_2(store: Path, tmp_path: Pa
 def test_critic_options_map_onto_the_objective() -> None:
     default = TrainAdapterConfig().train_config(256).objective
     assert default.critic == 0 and default.private_labels == ()  # label-free and off unless asked
-    on = TrainAdapterConfig(critic=2.0, critic_static=False).train_config(256).objective
-    assert (on.critic, on.critic_static) == (2.0, False)
+    on = TrainAdapterConfig(critic=2.0, critic_static=False, critic_steps=5).train_config(256).objective
+    assert (on.critic, on.critic_static, on.critic_steps) == (2.0, False, 5)
     labels = TrainAdapterConfig(private_labels=("gender", "private_skin_tone")).train_config(256).objective
     assert labels.private_labels == ("private_gender", "private_skin_tone") and labels.critic == 1.0
+    ablated = TrainAdapterConfig(privacy=0, cross_view=0, independence=0).train_config(256).objective
+    assert (ablated.privacy, ablated.cross_view, ablated.independence) == (0, 0, 0)
     with pytest.raises(ConfigError, match="set critic > 0"):
         TrainAdapterConfig(critic=0, private_labels=("gender",)).train_config(256)
 
