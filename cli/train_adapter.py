@@ -87,6 +87,14 @@ def train_adapter(
             "behind the adapter is easy to fool and protects nothing."
         ),
     ] = None,
+    critic_refit: Annotated[
+        int | None,
+        typer.Option(
+            help="Re-initialise the critic before every epoch and train it this many steps on the "
+            "adapter's current outputs first (0 = off; default: the objective's). One long-lived "
+            "critic can be fooled by outputs that a fresh attacker still reads."
+        ),
+    ] = None,
     private_labels: Annotated[
         str,
         typer.Option(
@@ -154,6 +162,7 @@ def train_adapter(
             critic=critic,
             critic_static=critic_static,
             critic_steps=critic_steps,
+            critic_refit=critic_refit,
             private_labels=tuple(c.strip() for c in private_labels.split(",") if c.strip()),
             memory_gb=memory_gb,
             threads=threads,

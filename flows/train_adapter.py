@@ -91,6 +91,9 @@ class TrainAdapterConfig(BaseModel):
     )
     critic_static: bool | None = Field(None, description="the critic also reads adapted static clips")
     critic_steps: int | None = Field(None, ge=1, description="critic updates per adapter step")
+    critic_refit: int | None = Field(
+        None, ge=0, description="a fresh critic every epoch, trained this many steps first (0 = off)"
+    )
     private_labels: tuple[str, ...] = Field(
         (),
         description="label-informed critic: private_* columns whose train-video values it learns "
@@ -143,7 +146,15 @@ class TrainAdapterConfig(BaseModel):
 
     def _objective(self, objective: ObjectiveConfig) -> ObjectiveConfig:
         update: dict[str, object] = {}
-        for name in ("privacy", "cross_view", "independence", "critic", "critic_static", "critic_steps"):
+        for name in (
+            "privacy",
+            "cross_view",
+            "independence",
+            "critic",
+            "critic_static",
+            "critic_steps",
+            "critic_refit",
+        ):
             if getattr(self, name) is not None:
                 update[name] = getattr(self, name)
         if self.private_labels:

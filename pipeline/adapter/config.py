@@ -140,6 +140,13 @@ class ObjectiveConfig(_Frozen):
     critic_hidden: int = Field(256, ge=1, description="the critic's hidden width")
     critic_lr: float = Field(1e-3, gt=0, description="the critic's AdamW learning rate")
     critic_steps: int = Field(1, ge=1, description="critic updates per adapter step")
+    critic_refit: int = Field(
+        0,
+        ge=0,
+        description="re-initialise the critic before every epoch and train it this many steps on the "
+        "adapter's current outputs first (0 = one critic for the whole run): a fresh critic cannot "
+        "have been fooled by the adapter's earlier moves",
+    )
     private_labels: tuple[str, ...] = Field(
         (),
         description="label-informed critic (never the default): the private_* columns whose values "

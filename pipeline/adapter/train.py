@@ -223,6 +223,8 @@ def train_adapter(
             if position == 0 and not warm and isinstance(model, ClipAdapter) and cfg.adapter.erase_dims > 0:
                 # refit before the epoch, so the heads train (and validation runs) on the eraser in use
                 eraser["erased_corr"] = _fit_eraser(model, t, index, B)
+            if position == 0 and not warm and critic is not None and cfg.objective.critic_refit:
+                eraser["critic_refit"] = critic.refit(model, t, index, cfg.objective, rng, B)
             b = min(B, len(index.train_clips))
             shuffled = rng.permutation(index.train_clips)
             for step in range(max(1, len(index.train_clips) // b) if b else 0):
@@ -343,14 +345,54 @@ class _Critic:
             out.append(self.module.loss(zs, others, group))
         return out
 
-    def update(self, t: _Step, obj: ObjectiveConfig, *args: tuple[torch.Tensor, np.ndarray]) -> None:
-        """The critic's own step(s), on detached adapter outputs."""
+    def update(
+        self, t: _Step, obj: ObjectiveConfig, *args: tuple[torch.Tensor, np.ndarray], steps: int = 0
+    ) -> float:
+        """The critic's own step(s) (`steps`, default its per-step count) on detached adapter outputs;
+        returns the last loss."""
         detached = [(z.detach(), rows) for z, rows in args]
-        for _ in range(self.steps):
+        loss = torch.zeros(())
+        for _ in range(steps or self.steps):
             loss = sum((term for term, _ in self.losses(t, obj, *detached)), torch.zeros((), device=t.device))
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
+        return float(loss.detach())
+
+    def refit(
+        self,
+        model: nn.Module,
+        t: _Step,
+        index: _Index,
+        obj: ObjectiveConfig,
+        rng: np.random.Generator,
+        batch: int,
+    ) -> float:
+        """A fresh critic (new weights, new optimiser state) trained `critic_refit` steps on the adapter's
+        current outputs, a new draw of training clips each step; returns its last loss."""
+        for module in self.module.modules():
+            if isinstance(module, nn.Linear):
+                module.reset_parameters()
+        self.opt = torch.optim.AdamW(
+            self.module.parameters(),
+            lr=self.opt.defaults["lr"],
+            weight_decay=self.opt.defaults["weight_decay"],
+        )
+        data, joint = t.data, model.config.variant != "paper"  # type: ignore[union-attr]
+        loss = 0.0
+        for _ in range(obj.critic_refit):
+            clips = rng.choice(index.train_clips, min(batch, len(index.train_clips)), replace=False)
+            first = np.unique(data.video[clips], return_index=True)[1]
+            rep = first[index.has_static[data.video[clips[first]]]]
+            videos = data.video[clips[rep]]
+            if len(videos) < 2:
+                continue
+            s1, _ = index.static_pairs(videos, rng)
+            with torch.no_grad():
+                z, zs = _forward_groups(model, [t.rows(clips), t.static_rows(s1)], joint)
+            rep_t = torch.as_tensor(rep, device=t.device)
+            loss = self.update(t, obj, (z, data.video[clips]), (z[rep_t], videos), (zs, s1), steps=1)
+        return loss
 
 
 def _forward_groups(

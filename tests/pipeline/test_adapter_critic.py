@@ -112,3 +112,13 @@ def test_label_informed_critic_reads_the_private_labels_it_is_given(planted: Pla
 def test_private_labels_need_the_critic() -> None:
     with pytest.raises(ValueError, match="critic > 0"):
         ObjectiveConfig(private_labels=("private_gender",))
+
+
+def test_a_refitted_critic_is_fresh_every_epoch_and_changes_training(planted: PlantedData) -> None:
+    kept = default_objective().model_copy(update={"critic": 1.0})
+    fresh = kept.model_copy(update={"critic_refit": 20})
+    a, b = train_adapter(planted.data, _cfg(kept)), train_adapter(planted.data, _cfg(fresh))
+    assert "critic_refit" not in a.history[-1] and b.history[-1]["critic_refit"] > 0
+    assert not np.array_equal(
+        anonymize_array(a.model, planted.data.motion), anonymize_array(b.model, planted.data.motion)
+    )
