@@ -69,7 +69,8 @@ def train_adapter(
             "Each step a small two-tower MLP learns to tell, among the batch's videos of the same "
             "action, which video's RAW static look an adapted clip comes from; the adapter then "
             "makes that critic's loss as large as chance. Label-free: it reads no private_* column. "
-            "Costs about a quarter more training time (docs/research/adapter-recipes.md)."
+            "Experimental: on the dev benchmark it removed less leakage than the default, because "
+            "the adapter learns to fool its critic (docs/research/adapter-recipes.md)."
         ),
     ] = None,
     critic_static: Annotated[
