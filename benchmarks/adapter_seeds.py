@@ -10,7 +10,8 @@ and the removed share of raw above-chance leakage (worst attacker) per attribute
 clips.
 
 A variant is `NAME` or `NAME:option=value,...` with options of `TrainAdapterConfig` (the
-`train-adapter` flags), e.g. `static-only:erase_clip_dims=0` or `wide:erase_dims=112`.
+`train-adapter` flags), e.g. `static-only:erase_clip_dims=0`, `wide:erase_dims=112` or
+`ceiling:private_labels=["skin_tone","gender"]` (JSON lists keep their commas).
 
 Examples:
 
@@ -18,18 +19,21 @@ Examples:
     aam-pipeline extract --manifest dev-data/manifest.parquet --encoder tiny --out dev.zarr  # not on demo
     python benchmarks/adapter_seeds.py --store dev.zarr --seeds 0,1,2,3,4 \\
         --variant default --variant static-only:erase_clip_dims=0 --json seeds.json
+    python benchmarks/adapter_seeds.py --store dev.zarr --seeds 0,1,2 --attackers full \\
+        --variant default --variant critic:critic=1 --variant ceiling:private_labels='["skin_tone","gender"]'
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 from pathlib import Path
 from typing import Any
 
 from flows.demo import DEMO_EPOCHS
-from flows.probe import ProbeRunConfig, probe
+from flows.probe import ProbeRunConfig, probe, with_attackers
 from flows.report import compare
 from flows.train_adapter import TrainAdapterConfig, train_adapter_stage
 
@@ -46,7 +50,7 @@ def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
     """`NAME[:key=value,...]` -> (NAME, options); values are read as JSON where they parse."""
     name, _, rest = spec.partition(":")
     options: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
+    for item in filter(None, re.split(r",(?![^\[]*\])", rest)):  # commas inside [...] stay
         key, _, value = item.partition("=")
         try:
             options[key] = json.loads(value)
@@ -90,6 +94,9 @@ def main() -> None:
     )
     parser.add_argument("--epochs", type=int, default=DEMO_EPOCHS)
     parser.add_argument("--json", type=Path, default=None, help="also write every run's figures here")
+    parser.add_argument(
+        "--attackers", choices=("fast", "full"), default="fast", help="the leakage probe's attacker panel"
+    )
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = dict(parse_variant(v) for v in (args.variant or ["default"]))
@@ -102,14 +109,15 @@ def main() -> None:
             train_adapter_stage(args.store, folder, config, echo=print)
             folders[name, seed] = folder
     tasks = ("action", "temporal", "anomaly", "leakage", "reid", "bias")
-    record = probe(args.store, out / "probe", ProbeRunConfig(tasks=tasks), adapters=list(folders.values()))
+    run = ProbeRunConfig(tasks=tasks, probes=with_attackers(args.attackers))
+    record = probe(args.store, out / "probe", run, adapters=list(folders.values()))
     report = compare(record.record)
     raw = figures(report, next(s["name"] for s in report["sets"] if s["kind"] == "raw"))
     runs = {
         name: [figures(report, f"adapter:{folders[name, seed].name}") for seed in seeds] for name in variants
     }
     table = summarise(runs)
-    print(f"\nmean ± sd over seeds {seeds}, {args.epochs} epochs; raw in the first column")
+    print(f"\nmean ± sd over seeds {seeds}, {args.epochs} epochs, {args.attackers} attacker panel; raw first")
     print(f"{'figure':38s} {'raw':>7s} " + " ".join(f"{n:>15s}" for n in variants))
     for key in next(iter(table.values())):
         row = " ".join(
@@ -120,7 +128,10 @@ def main() -> None:
         print(f"{key:38s} {raw_value:>7s} {row}")
     if args.json is not None:
         args.json.write_text(
-            json.dumps({"seeds": seeds, "raw": raw, "runs": runs, "variants": variants}, indent=2)
+            json.dumps(
+                {"seeds": seeds, "attackers": args.attackers, "raw": raw, "runs": runs, "variants": variants},
+                indent=2,
+            )
         )
 
 

@@ -33,6 +33,7 @@ from pipeline.adapter import (
     AdapterData,
     AdapterError,
     AdapterMeta,
+    ObjectiveConfig,
     TaskWeights,
     TrainConfig,
     load_adapter,
@@ -54,6 +55,7 @@ from stores.manifest import parse_anomaly_segments, parse_segments
 
 TRAIN_SPLITS = ("train", "val")
 TASKS: tuple[TaskName, ...] = ("action", "detection", "anomaly")
+PRIVATE = "private_"
 CLASSES = "classes.json"  # class names of the co-training heads, beside the artifact
 WRITER_LOCK = ".lock-writer"  # one train-adapter run per --out folder (an flock naming its holder)
 
@@ -78,6 +80,26 @@ class TrainAdapterConfig(BaseModel):
         ge=0,
         description="eraser directions against what a video's other clips share (default: the recipe's)",
     )
+    privacy: float | None = Field(None, ge=0, description="ω_B of L_B (default: the recipe's; ablations)")
+    cross_view: float | None = Field(None, ge=0, description="ω_X of L_X (default: the recipe's; ablations)")
+    independence: float | None = Field(
+        None, ge=0, description="ω_H of L_H (default: the recipe's; ablations)"
+    )
+    critic: float | None = Field(
+        None,
+        ge=0,
+        description="weight of the learned nonlinear critic (default: the recipe's; 0 turns it off)",
+    )
+    critic_static: bool | None = Field(None, description="the critic also reads adapted static clips")
+    critic_steps: int | None = Field(None, ge=1, description="critic updates per adapter step")
+    critic_refit: int | None = Field(
+        None, ge=0, description="a fresh critic every epoch, trained this many steps first (0 = off)"
+    )
+    private_labels: tuple[str, ...] = Field(
+        (),
+        description="label-informed critic: private_* columns whose train-video values it learns "
+        "(never the default; an owner's option and the ceiling measurement)",
+    )
     memory_gb: float | None = Field(
         None,
         gt=0,
@@ -94,7 +116,7 @@ class TrainAdapterConfig(BaseModel):
             "epochs": self.epochs,
             "seed": self.seed,
             "device": _device(self.device),
-            "objective": recipe.objective.model_copy(update={"tasks": weights}),
+            "objective": self._objective(recipe.objective.model_copy(update={"tasks": weights})),
         }
         if self.batch_size is not None:
             overrides["batch_size"] = self.batch_size
@@ -123,6 +145,36 @@ class TrainAdapterConfig(BaseModel):
         except ValidationError as err:  # e.g. --erase-dims beyond the store's dimension
             reason = str(err.errors()[0]["msg"]).removeprefix("Value error, ")
             raise ConfigError(f"train-adapter options for a store of dimension {dim}: {reason}") from None
+
+    def _objective(self, objective: ObjectiveConfig) -> ObjectiveConfig:
+        update: dict[str, object] = {}
+        for name in (
+            "privacy",
+            "cross_view",
+            "independence",
+            "critic",
+            "critic_static",
+            "critic_steps",
+            "critic_refit",
+        ):
+            if getattr(self, name) is not None:
+                update[name] = getattr(self, name)
+        if self.private_labels:
+            update["private_labels"] = tuple(private_column(c) for c in self.private_labels)
+            if objective.critic == 0 and self.critic is None:
+                update["critic"] = 1.0  # --private-labels alone turns the critic on
+        if not update:
+            return objective
+        try:
+            return ObjectiveConfig.model_validate({**objective.model_dump(), **update})
+        except ValidationError as err:
+            reason = str(err.errors()[0]["msg"]).removeprefix("Value error, ")
+            raise ConfigError(f"train-adapter critic options: {reason}") from None
+
+
+def private_column(name: str) -> str:
+    """`gender` or `private_gender` -> `private_gender` (the manifest's column name)."""
+    return name if name.startswith(PRIVATE) else PRIVATE + name
 
 
 @dataclass(frozen=True)
@@ -165,8 +217,33 @@ def class_names(videos: pa.Table) -> dict[str, list[str]]:
     return {"action": sorted(actions), "detection": sorted({str(s[2]) for segs in segments for s in segs})}
 
 
+def private_labels(videos: pa.Table, columns: tuple[str, ...], kept: list[str]) -> np.ndarray:
+    """(len(kept), A) class indices of the `columns` of the videos table for the TRAIN videos among
+    `kept` (classes sorted as str over them), -1 elsewhere: what the label-informed critic learns."""
+    ids = videos.column("video_id").to_pylist()
+    split = dict(zip(ids, _values(videos, "split"), strict=True))
+    out = np.full((len(kept), len(columns)), -1, dtype=np.int64)
+    for a, name in enumerate(columns):
+        if name not in videos.column_names:
+            present = [c for c in videos.column_names if c.startswith(PRIVATE)]
+            raise ConfigError(f"--private-labels: the store has no column {name}; it has {present or 'none'}")
+        value = dict(zip(ids, _values(videos, name), strict=True))
+        train = [v for v in kept if str(split[v]) == "train" and value[v] is not None]
+        index = {c: i for i, c in enumerate(sorted({str(value[v]) for v in train}))}
+        if len(index) < 2:
+            raise ConfigError(f"--private-labels: {name} has fewer than 2 values on the train videos")
+        for row, v in enumerate(kept):
+            if v in train:
+                out[row, a] = index[str(value[v])]
+    return out
+
+
 def adapter_data(
-    view: CacheView, *, tokens: bool = False, classes: dict[str, list[str]] | None = None
+    view: CacheView,
+    *,
+    tokens: bool = False,
+    classes: dict[str, list[str]] | None = None,
+    private: tuple[str, ...] = (),
 ) -> tuple[AdapterData, dict[str, list[str]]]:
     """Training data of the train and val videos of `view`, and the class names of each task.
 
@@ -174,6 +251,7 @@ def adapter_data(
     video, the segment label covering most of it (background otherwise, as the temporal probe does).
     Anomaly: 1 when the video has abnormal intervals, 0 when it has none. Test videos are left out.
     `classes` fixes the class lists (streaming: every group encodes labels alike); default: `view`'s.
+    `private` (label-informed critic only) names private_* columns read for the train videos.
     """
     classes = classes or class_names(view.videos)
     videos = view.videos
@@ -249,6 +327,7 @@ def adapter_data(
         detection=detection,
         detection_classes=len(detection_classes) if detection is not None else 0,
         anomaly=anomaly,
+        private=private_labels(videos, private, kept_ids) if private else None,
     )
     return data, {"action": action_classes, "detection": detection_classes}
 
@@ -261,7 +340,11 @@ def _memory_budget(memory_gb: float | None) -> int:
 
 
 def training_data(
-    cache: LatentCache, tables: CacheView, tokens: bool, memory_gb: float | None
+    cache: LatentCache,
+    tables: CacheView,
+    tokens: bool,
+    memory_gb: float | None,
+    private: tuple[str, ...] = (),
 ) -> tuple[AdapterData | AdapterChunks, dict[str, list[str]], int]:
     """The train/val latents in memory when training them fits `memory_gb` (default: a quarter of RAM;
     training takes about MEMORY_PER_LATENT_BYTE x its latents), else streamed in groups of whole videos
@@ -285,7 +368,7 @@ def training_data(
     clips = int(sum(counts.get(v, 0) for v in kept))
     budget = _memory_budget(memory_gb) // MEMORY_PER_LATENT_BYTE  # of latents
     if sum(per_video.values()) <= budget:
-        data, _ = adapter_data(cache.read(videos=kept), tokens=tokens, classes=classes)
+        data, _ = adapter_data(cache.read(videos=kept), tokens=tokens, classes=classes, private=private)
         return data, classes, clips
     groups = _groups(kept, per_video, budget // 2, splits)
     digest = hashlib.sha256(cache.attrs.weights_sha256.encode())
@@ -382,7 +465,8 @@ def _train_adapter_stage(
     if tables.clips.num_rows == 0:
         raise ConfigError(f"{store} holds no motion clips; run extract first")
     cfg = config.train_config(cache.attrs.dim)
-    data, classes, clips = training_data(cache, tables, cfg.adapter.temporal, config.memory_gb)
+    private = cfg.objective.private_labels
+    data, classes, clips = training_data(cache, tables, cfg.adapter.temporal, config.memory_gb, private)
     checksum = data.checksum()
     if echo and isinstance(data, AdapterChunks):
         echo(

@@ -19,6 +19,10 @@ def test_variant_spec_parses_names_and_typed_options() -> None:
         "wide",
         {"erase_dims": 112, "erase_clip_dims": 0, "erase_static": True},
     )
+    assert parse_variant('ceiling:private_labels=["skin_tone","gender"],critic=2') == (
+        "ceiling",
+        {"private_labels": ["skin_tone", "gender"], "critic": 2},
+    )
 
 
 def test_summary_is_mean_and_sd_over_seeds_and_drops_figures_missing_in_a_run() -> None:

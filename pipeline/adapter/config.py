@@ -105,7 +105,7 @@ class TaskWeights(_Frozen):
 
 
 class ObjectiveConfig(_Frozen):
-    """L = ω_LC·L_LC + ω_T·L_T − ω_B·L_B − ω_X·L_X + ω_H·L_H (design §2; L_X and L_H are ours).
+    """L = ω_LC·L_LC + ω_T·L_T − ω_B·L_B − ω_X·L_X + ω_H·L_H − ω_C·L_C (design §2; the last 3 are ours).
 
     L_B: NT-Xent over the adapter outputs of two static clips per video (maximised).
     L_X (`cross_view`): NT-Xent between the adapter output of a motion clip and of a static clip of
@@ -114,6 +114,10 @@ class ObjectiveConfig(_Frozen):
     too) and the maximisation stays bounded.
     L_H (`independence`): kernel dependence (normalised HSIC, in [0, 1]) between the anonymised motion
     clip and the RAW static embedding of its video, within action classes (minimised).
+    L_C (`critic`): the loss of a learned critic (critic.py) trained each step to match an adapted
+    clip (motion, and static with `critic_static`) to its video's RAW static look among the batch's
+    videos of the same action; capped at chance and maximised. With `private_labels` the critic
+    predicts those private attributes instead (label-informed; a ceiling measurement, never default).
     The paper preset is ω_LC=100, ω_T=1, ω_B=1 with L_X and L_H off and no clamp.
     """
 
@@ -126,6 +130,34 @@ class ObjectiveConfig(_Frozen):
     clamp_privacy: bool = True
     cross_view: float = Field(1.0, ge=0, description="ω_X")
     independence: float = Field(10.0, ge=0, description="ω_H")
+    critic: float = Field(
+        0.0,
+        ge=0,
+        description="ω_C: a learned nonlinear critic, trained in alternation, whose loss the adapter "
+        "maximises up to chance (critic.py); 0 = off",
+    )
+    critic_static: bool = Field(True, description="the critic also reads adapted static clips")
+    critic_hidden: int = Field(256, ge=1, description="the critic's hidden width")
+    critic_lr: float = Field(1e-3, gt=0, description="the critic's AdamW learning rate")
+    critic_steps: int = Field(1, ge=1, description="critic updates per adapter step")
+    critic_refit: int = Field(
+        0,
+        ge=0,
+        description="re-initialise the critic before every epoch and train it this many steps on the "
+        "adapter's current outputs first (0 = one critic for the whole run): a fresh critic cannot "
+        "have been fooled by the adapter's earlier moves",
+    )
+    private_labels: tuple[str, ...] = Field(
+        (),
+        description="label-informed critic (never the default): the private_* columns whose values "
+        "on the TRAIN videos the critic learns to predict, instead of matching the raw static look",
+    )
+
+    @model_validator(mode="after")
+    def _critic(self) -> ObjectiveConfig:
+        if self.private_labels and self.critic == 0:
+            raise ValueError("private_labels are read by the critic only; set critic > 0")
+        return self
 
 
 def paper_objective(tasks: TaskWeights | None = None) -> ObjectiveConfig:

@@ -17,12 +17,14 @@ from pipeline.adapter.errors import AdapterError
 
 @dataclass(frozen=True)
 class AdapterData:
-    """Cached latents plus the labels of the co-training tasks; never any private attribute.
+    """Cached latents plus the labels of the co-training tasks; no private attribute unless asked.
 
     `action` is a per-clip class (-1 = none); `detection` a per-clip class of untrimmed videos in
     [0, detection_classes] where `detection_classes` means background (-1 = not a detection clip);
     `anomaly` a per-video bag label (1 abnormal, 0 normal, -1 not in the anomaly task).
     `split` names each video's split; only "train" and "val" videos are used.
+    `private` is None unless the owner asked for the label-informed critic (`--private-labels`): then
+    (V, A) class indices of those attributes, -1 where unknown (and on every non-train video).
     """
 
     motion: np.ndarray  # (N, D) float32
@@ -35,6 +37,7 @@ class AdapterData:
     detection: np.ndarray | None = None  # (N,) int64
     detection_classes: int = 0
     anomaly: np.ndarray | None = None  # (V,) int64
+    private: np.ndarray | None = None  # (V, A) int64, label-informed mode only
 
     @property
     def dim(self) -> int:
@@ -87,6 +90,11 @@ class AdapterData:
             )
         if self.anomaly is not None:
             _check(self.anomaly.shape == (V,), f"anomaly must be ({V},), got {self.anomaly.shape}")
+        if self.private is not None:
+            _check(
+                self.private.ndim == 2 and self.private.shape[0] == V,
+                f"private must be ({V}, A), got {self.private.shape}",
+            )
         train = self.split == "train"
         _check(bool(train.any()), "no video is in the train split")
         has_static = np.bincount(self.static_video, minlength=V) >= 2
@@ -107,6 +115,10 @@ class AdapterData:
                 digest.update(arr.tobytes())
         digest.update("|".join(map(str, self.split)).encode())
         digest.update(str(self.detection_classes).encode())
+        if self.private is not None:  # only then: a label-free run keeps its checksum
+            arr = np.ascontiguousarray(self.private)
+            digest.update(f"private|{arr.dtype}|{arr.shape}|".encode())
+            digest.update(arr.tobytes())
         return digest.hexdigest()
 
 

@@ -7,8 +7,10 @@ One step: B training motion clips (shuffled); for up to `privacy_videos` of thei
 video's cached static clips (drawn afresh each step); `sequences_per_step` untrimmed detection videos
 and anomaly videos as whole clip sequences. The adapter and the task heads take one AdamW step on the
 objective (config.ObjectiveConfig). With `erase_dims`, the adapter's linear eraser is refitted in closed
-form before every epoch (nullspace.py). Only video membership, static clips and task labels are used:
-never a private attribute.
+form before every epoch (nullspace.py). With a critic (`critic` > 0), the critic takes its own AdamW
+step(s) on the step's detached outputs first (critic.py). Only video membership, static clips and task
+labels are used: never a private attribute, unless the objective names `private_labels` (the
+label-informed critic, a ceiling measurement).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import nn
 
 from pipeline.adapter import losses
 from pipeline.adapter.config import ObjectiveConfig, TrainConfig
+from pipeline.adapter.critic import LabelCritic, LookCritic
 from pipeline.adapter.data import AdapterChunks, AdapterData
 from pipeline.adapter.errors import AdapterError
 from pipeline.adapter.heads import TaskHeads
@@ -151,6 +154,9 @@ class _Step:
         self.video_action = torch.as_tensor(self._video_action(data), device=device)
         look = mean_by_owner(data.static, data.static_video, data.num_videos)
         self.static_mean = torch.as_tensor(look.astype(np.float32), device=device)  # (V, D)
+        counts = np.bincount(data.static_video, minlength=data.num_videos)
+        self.static_count = torch.as_tensor(counts, dtype=torch.float32, device=device)  # (V,)
+        self.private = None if data.private is None else torch.as_tensor(data.private, device=device)
 
     @staticmethod
     def _video_action(data: AdapterData) -> np.ndarray:
@@ -196,6 +202,7 @@ def train_adapter(
     opt = torch.optim.AdamW(
         [*model.parameters(), *heads.parameters()], lr=cfg.scaled_lr, weight_decay=cfg.weight_decay
     )
+    critic = _Critic.build(cfg, resident, chunks is not None, device)  # None unless ω_C > 0
 
     history: list[dict[str, float]] = []
     best: tuple[int, float, dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
@@ -216,11 +223,15 @@ def train_adapter(
             if position == 0 and not warm and isinstance(model, ClipAdapter) and cfg.adapter.erase_dims > 0:
                 # refit before the epoch, so the heads train (and validation runs) on the eraser in use
                 eraser["erased_corr"] = _fit_eraser(model, t, index, B)
+            if position == 0 and not warm and critic is not None and cfg.objective.critic_refit:
+                eraser["critic_refit"] = critic.refit(model, t, index, cfg.objective, rng, B)
             b = min(B, len(index.train_clips))
             shuffled = rng.permutation(index.train_clips)
             for step in range(max(1, len(index.train_clips) // b) if b else 0):
                 clips = shuffled[step * b : (step + 1) * b]
-                terms = _step_terms(clips, index, t, model, heads, cfg.objective, rng, index.has_static, warm)
+                terms = _step_terms(
+                    clips, index, t, model, heads, cfg.objective, rng, index.has_static, warm, critic
+                )
                 loss = terms.pop("_loss")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -270,6 +281,120 @@ class _Loaded:
         return cls(data, _Index.build(data), _Step(data, cfg, device))
 
 
+@dataclass
+class _Critic:
+    """The learned privacy critic (critic.py) with its own optimiser; it never joins the artifact."""
+
+    module: LookCritic | LabelCritic
+    opt: torch.optim.Optimizer
+    steps: int
+
+    @classmethod
+    def build(
+        cls, cfg: TrainConfig, resident: _Loaded, streamed: bool, device: torch.device
+    ) -> _Critic | None:
+        obj = cfg.objective
+        if obj.critic <= 0:
+            return None
+        data = resident.data
+        module: LookCritic | LabelCritic
+        if obj.private_labels:
+            if streamed or data.private is None:
+                raise AdapterError(
+                    "the label-informed critic needs the private labels and the training latents in "
+                    "memory; pass --private-labels with a --memory-gb that holds the train/val latents"
+                )
+            classes = tuple(int(c) + 1 for c in np.maximum(data.private.max(0), 0))
+            module = LabelCritic(data.dim, classes, obj.critic_hidden)
+        else:
+            module = LookCritic(data.dim, obj.critic_hidden, tau=obj.tau)
+        module = module.to(device)
+        module.set_statistics(
+            resident.step.motion[torch.as_tensor(resident.index.train_clips, device=device)]
+        )
+        opt = torch.optim.AdamW(module.parameters(), lr=obj.critic_lr, weight_decay=cfg.weight_decay)
+        return cls(module, opt, obj.critic_steps)
+
+    def losses(
+        self,
+        t: _Step,
+        obj: ObjectiveConfig,
+        batch: tuple[torch.Tensor, np.ndarray],
+        rep: tuple[torch.Tensor, np.ndarray],
+        static: tuple[torch.Tensor, np.ndarray],
+    ) -> list[tuple[torch.Tensor, float]]:
+        """(loss, chance) per query set. `batch`: every clip of the step and its video; `rep`: one clip
+        per video and the videos; `static`: one adapted static clip per video of `rep` and its row."""
+        z_rep, videos = rep
+        vt = torch.as_tensor(videos, device=t.device)
+        out: list[tuple[torch.Tensor, float]] = []
+        if isinstance(self.module, LabelCritic):
+            assert t.private is not None
+            z, clip_video = batch
+            out.append(self.module.loss(z, t.private[torch.as_tensor(clip_video, device=t.device)]))
+            if obj.critic_static:
+                out.append(self.module.loss(static[0], t.private[vt]))
+            return out
+        group = t.video_action[vt]
+        out.append(self.module.loss(z_rep, t.static_mean[vt], group))
+        if obj.critic_static:
+            zs, rows = static
+            n = t.static_count[vt, None]
+            raw = t.static[torch.as_tensor(rows, device=t.device)]
+            others = (t.static_mean[vt] * n - raw) / (n - 1)  # the look without this very frame
+            out.append(self.module.loss(zs, others, group))
+        return out
+
+    def update(
+        self, t: _Step, obj: ObjectiveConfig, *args: tuple[torch.Tensor, np.ndarray], steps: int = 0
+    ) -> float:
+        """The critic's own step(s) (`steps`, default its per-step count) on detached adapter outputs;
+        returns the last loss."""
+        detached = [(z.detach(), rows) for z, rows in args]
+        loss = torch.zeros(())
+        for _ in range(steps or self.steps):
+            loss = sum((term for term, _ in self.losses(t, obj, *detached)), torch.zeros((), device=t.device))
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+        return float(loss.detach())
+
+    def refit(
+        self,
+        model: nn.Module,
+        t: _Step,
+        index: _Index,
+        obj: ObjectiveConfig,
+        rng: np.random.Generator,
+        batch: int,
+    ) -> float:
+        """A fresh critic (new weights, new optimiser state) trained `critic_refit` steps on the adapter's
+        current outputs, a new draw of training clips each step; returns its last loss."""
+        for module in self.module.modules():
+            if isinstance(module, nn.Linear):
+                module.reset_parameters()
+        self.opt = torch.optim.AdamW(
+            self.module.parameters(),
+            lr=self.opt.defaults["lr"],
+            weight_decay=self.opt.defaults["weight_decay"],
+        )
+        data, joint = t.data, model.config.variant != "paper"  # type: ignore[union-attr]
+        loss = 0.0
+        for _ in range(obj.critic_refit):
+            clips = rng.choice(index.train_clips, min(batch, len(index.train_clips)), replace=False)
+            first = np.unique(data.video[clips], return_index=True)[1]
+            rep = first[index.has_static[data.video[clips[first]]]]
+            videos = data.video[clips[rep]]
+            if len(videos) < 2:
+                continue
+            s1, _ = index.static_pairs(videos, rng)
+            with torch.no_grad():
+                z, zs = _forward_groups(model, [t.rows(clips), t.static_rows(s1)], joint)
+            rep_t = torch.as_tensor(rep, device=t.device)
+            loss = self.update(t, obj, (z, data.video[clips]), (z[rep_t], videos), (zs, s1), steps=1)
+        return loss
+
+
 def _forward_groups(
     model: nn.Module, groups: list[tuple[torch.Tensor, torch.Tensor | None]], joint: bool
 ) -> list[torch.Tensor]:
@@ -293,6 +418,7 @@ def _step_terms(
     rng: np.random.Generator,
     has_static: np.ndarray,
     warm: bool,
+    critic: _Critic | None = None,
 ) -> dict[str, torch.Tensor]:
     """The loss of one step ("_loss") and every term of it, detached."""
     data, dev = t.data, t.device
@@ -384,6 +510,15 @@ def _step_terms(
             )
             out["independence"] = hs.detach()
             privacy = privacy - obj.independence * hs
+        if critic is not None:
+            # alternate: the critic learns on this step's outputs, then the adapter fights the new critic
+            views = ((z, data.video[clips]), (z_rep, videos), (zs1, s1))
+            critic.update(t, obj, *views)
+            terms = critic.losses(t, obj, *views)
+            out["critic"] = torch.stack([term.detach() for term, _ in terms]).mean()
+            out["critic_chance"] = torch.tensor(sum(c for _, c in terms) / len(terms))
+            capped = [losses.bounded_privacy(term, chance) for term, chance in terms]
+            privacy = privacy + obj.critic * torch.stack(capped).sum()
     out["_loss"] = obj.lc * lc + obj.task * task - privacy
     return out
 

@@ -168,3 +168,35 @@ def test_a_second_train_adapter_is_one_line_and_exit_2(store: Path, tmp_path: Pa
         .startswith("error: another writer is writing the adapter folder")
     )
     assert "Traceback" not in result.output
+
+
+def test_critic_options_map_onto_the_objective() -> None:
+    default = TrainAdapterConfig().train_config(256).objective
+    assert default.critic == 0 and default.private_labels == ()  # label-free and off unless asked
+    on = TrainAdapterConfig(critic=2.0, critic_static=False, critic_steps=5).train_config(256).objective
+    assert (on.critic, on.critic_static, on.critic_steps) == (2.0, False, 5)
+    labels = TrainAdapterConfig(private_labels=("gender", "private_skin_tone")).train_config(256).objective
+    assert labels.private_labels == ("private_gender", "private_skin_tone") and labels.critic == 1.0
+    ablated = TrainAdapterConfig(privacy=0, cross_view=0, independence=0).train_config(256).objective
+    assert (ablated.privacy, ablated.cross_view, ablated.independence) == (0, 0, 0)
+    with pytest.raises(ConfigError, match="set critic > 0"):
+        TrainAdapterConfig(critic=0, private_labels=("gender",)).train_config(256)
+
+
+def test_private_labels_are_read_for_train_videos_only(store: Path, tmp_path: Path) -> None:
+    view = LatentCache.open(store).read()
+    plain, _ = adapter_data(view)
+    assert plain.private is None  # the default never reads a private_* column
+    data, _ = adapter_data(view, private=("private_gender",))
+    assert data.private is not None and data.private.shape == (data.num_videos, 1)
+    train = data.split == "train"
+    assert (data.private[~train] == -1).all() and set(data.private[train, 0].tolist()) == {0, 1}
+    assert data.checksum() != plain.checksum()
+    with pytest.raises(ConfigError, match="no column private_shoe_size"):
+        adapter_data(view, private=("private_shoe_size",))
+    result = train_adapter_stage(
+        store, tmp_path / "ceiling", TrainAdapterConfig(epochs=1, private_labels=("gender",))
+    )
+    meta = json.loads((tmp_path / "ceiling" / "adapter.json").read_text())
+    assert meta["meta"]["objective"]["private_labels"] == ["private_gender"]
+    assert result.history[0]["critic"] is not None
