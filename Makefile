@@ -53,13 +53,14 @@ encoder: install
 # and fails when a benchmark did not produce its file (the others still run).
 bench: install
 	@mkdir -p bench-out
+	@rm -f bench-out/extract-cpu.json bench-out/adapter-cpu.json bench-out/dask.json bench-out/scale-hmdb.json
 	-@$(PY) benchmarks/bench_extract.py --json bench-out/extract-cpu.json
 	-@$(PY) benchmarks/bench_adapter.py --threads 1 --json bench-out/adapter-cpu.json
 	-@$(PY) benchmarks/bench_dask.py --work bench-out/dask --json bench-out/dask.json
 	-@$(PY) benchmarks/bench_scale.py --preset hmdb --work bench-out/scale-hmdb --epochs 1 --threads 1 \
 		--json bench-out/scale-hmdb.json
-	@$(PY) benchmarks/bench_summary.py --extract bench-out/extract-cpu.json --dask bench-out/dask.json \
-		--scale bench-out/scale-hmdb.json
+	@$(PY) benchmarks/bench_summary.py --extract bench-out/extract-cpu.json --adapter bench-out/adapter-cpu.json \
+		--dask bench-out/dask.json --scale bench-out/scale-hmdb.json
 
 # Kills at writes, two writers, full/read-only filesystems, the published-byte scan (docs/latent-cache.md).
 faults: install

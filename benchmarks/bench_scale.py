@@ -380,7 +380,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"{os.cpu_count()} CPUs; work {work}",
         flush=True,
     )
-    report: dict[str, Any] = {"preset": args.preset, **asdict(preset), "steps": []}
+    report: dict[str, Any] = {
+        "preset": args.preset,
+        **asdict(preset),
+        "videos": preset.videos,
+        "motion_clips": preset.motion_clips,
+        "static_clips": preset.videos * preset.static,
+        "steps": [],
+    }
     try:
         for step in steps:
             result = run_step(step, commands[step], work / f"{step}.log", limit)

@@ -1,11 +1,12 @@
 """The figures `make bench` is judged on, in one block, from the JSON files its benchmarks wrote:
 extraction end-to-end / (decode-only + encode-only) and its system-time share (`bench_extract.py`),
-Dask / plain wall time and the overhead per work unit (`bench_dask.py`), and each scale preset's steps
-with wall time and peak RSS (`bench_scale.py`). A file that is missing is said, and the exit status is
-then 1.
+adapter training clips/s and anonymize against a plain publish (`bench_adapter.py`), Dask / plain wall
+time and the overhead per work unit (`bench_dask.py`), and each scale preset's steps with wall time, CPU
+time and peak RSS (`bench_scale.py`). A file that is missing is said, and the exit status is then 1
+(`make bench` removes the previous run's files first, so none is reported from an earlier run).
 
-    python benchmarks/bench_summary.py --extract bench-out/extract-cpu.json --dask bench-out/dask.json \\
-        --scale bench-out/scale-hmdb.json
+    python benchmarks/bench_summary.py --extract bench-out/extract-cpu.json \\
+        --adapter bench-out/adapter-cpu.json --dask bench-out/dask.json --scale bench-out/scale-hmdb.json
 """
 
 from __future__ import annotations
@@ -39,6 +40,17 @@ def extract_lines(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def adapter_lines(r: dict[str, Any]) -> list[str]:
+    train = "; ".join(f"{t['recipe']} {t['clips_per_s']:.0f} clips/s per epoch" for t in r["train"])
+    clips = r["train"][0]["train_clips"] if r["train"] else "?"
+    a = r["anonymize"]
+    return [
+        f"adapter   training {train} ({clips} train clips, D={r['dim']}, {r['device']})",
+        f"          anonymize {a['anonymize_clips_per_s']:.0f} clips/s, "
+        f"{a['ratio_anonymize_to_plain']:.2f}x a plain publish of the same {a['clips']} clips",
+    ]
+
+
 def dask_lines(r: dict[str, Any]) -> list[str]:
     return [
         f"dask      {r['workers']} workers / plain wall = {r['dask_over_plain']:.3f} [target <= 1.2] "
@@ -51,19 +63,27 @@ def dask_lines(r: dict[str, Any]) -> list[str]:
 
 def scale_lines(r: dict[str, Any]) -> list[str]:
     out = [
-        f"scale     preset {r['preset']}: {r.get('motion_clips', '?')} motion clips, D={r.get('dim', '?')}"
+        f"scale     preset {r['preset']}: {r.get('motion_clips', '?')} motion + "
+        f"{r.get('static_clips', '?')} static clips, D={r['dim']}, {r['dtype']}"
     ]
     for s in r["steps"]:
         status = "timed out" if s["timed_out"] else ("ok" if s["rc"] == 0 else f"exit {s['rc']}")
-        wall, rss = s["wall_s"], s["peak_rss_mb"]
-        out.append(f"          {s['step']:14s} {status:9s} wall {wall:8.1f} s  peak RSS {rss:8.0f} MB")
+        wall, cpu, rss = s["wall_s"], s["user_s"] + s["sys_s"], s["peak_rss_mb"]
+        out.append(
+            f"          {s['step']:14s} {status:9s} wall {wall:8.1f} s  user + sys {cpu:8.1f} s  "
+            f"peak RSS {rss:8.0f} MB"
+        )
     return out
 
 
-def summary(extract: Path | None, dask: Path | None, scale: Sequence[Path]) -> list[str]:
+def summary(
+    extract: Path | None, dask: Path | None, scale: Sequence[Path], adapter: Path | None = None
+) -> list[str]:
     lines: list[str] = []
     if (r := _load(extract, "extract", lines)) is not None:
         lines += extract_lines(r)
+    if (r := _load(adapter, "adapter", lines)) is not None:
+        lines += adapter_lines(r)
     if (r := _load(dask, "dask", lines)) is not None:
         lines += dask_lines(r)
     for path in scale:
@@ -77,10 +97,11 @@ def main(argv: Sequence[str] | None = None) -> list[str]:
         prog="bench_summary.py", description=__doc__.split("\n\n")[0] if __doc__ else None
     )
     p.add_argument("--extract", type=Path, help="bench_extract.py --json output")
+    p.add_argument("--adapter", type=Path, help="bench_adapter.py --json output")
     p.add_argument("--dask", type=Path, help="bench_dask.py --json output")
     p.add_argument("--scale", type=Path, action="append", default=[], help="bench_scale.py --json output")
     args = p.parse_args(argv)
-    lines = summary(args.extract, args.dask, args.scale)
+    lines = summary(args.extract, args.dask, args.scale, args.adapter)
     print("\n== make bench: the judged figures ==")
     print("\n".join(lines))
     return lines

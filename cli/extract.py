@@ -50,14 +50,21 @@ def extract(
     num_clips: Annotated[
         int | None, typer.Option(help="N evenly spaced clips per video instead of striding.")
     ] = None,
-    static_frames: Annotated[int, typer.Option(help="K evenly spaced static clips per video.")] = 10,
+    static_frames: Annotated[
+        int | None,
+        typer.Option(
+            help="K evenly spaced static clips per video of the train and val splits (and of videos "
+            "without a split). Default: 10 for a new store, the store's own number for an existing one."
+        ),
+    ] = None,
     static_frames_test: Annotated[
         int | None,
         typer.Option(
-            help="K for the videos of the test split (only the probes read their static clips; "
-            "default: --static-frames). Recorded in the store. 5 with the default 10 encodes 12% fewer "
-            "clips and moved no static-leakage figure by more than 0.025 on the dev benchmark; fewer "
-            "reads the attackers low (docs/extract.md)."
+            help="K for the videos of the test split: only the probes read their static clips. "
+            "Default: min(5, --static-frames) for a new store, the store's own number for an existing "
+            "one (a store made before this option has --static-frames for every split). 5 of 10 "
+            "encodes 12% fewer clips and moved no static-leakage figure by more than 0.025 on the dev "
+            "benchmark; fewer reads the attackers low (docs/extract.md)."
         ),
     ] = None,
     tokens: Annotated[bool, typer.Option(help="Also store temporal tokens [T', D] per clip.")] = False,

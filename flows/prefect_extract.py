@@ -43,7 +43,15 @@ from flows.dask_cluster import (
     worker_device,
 )
 from flows.decode_pool import keep_decoders
-from flows.extract import ExtractConfig, ExtractResult, extract, fingerprint, load_encoder, load_inputs
+from flows.extract import (
+    ExtractConfig,
+    ExtractResult,
+    extract,
+    fingerprint,
+    for_store,
+    load_encoder,
+    load_inputs,
+)
 from flows.prefect_env import reporting, transient
 from flows.progress import progress
 from pipeline.errors import PipelineError
@@ -104,10 +112,9 @@ def unit_key(config: ExtractConfig, rows: Sequence[tuple[str, str, tuple[int, in
 
 
 def store_exists(store: str) -> bool:
-    import fsspec
+    from stores.latent_cache import LatentCache
 
-    fs, path = fsspec.core.url_to_fs(store)
-    return bool(fs.exists(f"{path.rstrip('/')}/zarr.json"))
+    return LatentCache.exists(store)
 
 
 def completed_videos(store: str) -> dict[str, tuple[int, int]]:
@@ -471,6 +478,7 @@ def extract_stage(
 ) -> ExtractSummary:
     """Extraction inside a running flow: units inline, or on the Dask cluster `dask` names (a subflow
     with a DaskTaskRunner; GPU-annotated units, checked against the cluster's workers first)."""
+    config = for_store(config, store)  # before the units' keys are made from it
     if not dask.enabled:
         inputs = source.load()
         return _extract_units(

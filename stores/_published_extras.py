@@ -1,7 +1,7 @@
 """Optional outputs beside a partition: a faiss index for cosine search and a Zarr copy of `emb`.
 
-Both are derived from the partition's data files, in manifest file order, and rebuilt whole whenever the
-partition changes; the manifest lists their files with sizes and checksums.
+Both are derived from the partition's data files, in manifest file order, read one file at a time, and
+rebuilt whole whenever the partition changes; the manifest lists their files with sizes and checksums.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,7 +19,7 @@ import pyarrow.parquet as pq
 import zarr
 
 from stores._fs import StoreRoot
-from stores._published_rows import Rows
+from stores._published_rows import Rows, clip_schema
 from stores._published_types import (
     INDEX_DIR,
     INDEX_FILE,
@@ -32,8 +34,46 @@ from stores._published_types import (
 )
 
 MIN_POINTS_PER_CENTROID = 39  # below this faiss k-means warns and its centroids are poor
+# faiss k-means samples this many points per centroid when given more; the IVF index is trained on a
+# seeded sample of this size read from the files (every row when there are no more), so the rows need
+# not be in memory at once.
+MAX_POINTS_PER_CENTROID = 256
+TRAINING_SAMPLE_SEED = 0
+EMPTY_IDS = pa.array([], pa.string())
 MAX_CHUNK_ROWS = 4096
 CHUNK_BYTES = 8 << 20
+
+
+@dataclass(frozen=True)
+class FileRows:
+    """A partition's rows as its data files hold them, in manifest order, read one file at a time."""
+
+    counts: list[int]  # rows of each file
+    dim: int
+    dtype: str  # of the stored embeddings
+    read: Callable[[int], Rows]  # the rows of file k, embeddings in the stored dtype
+
+    @property
+    def rows(self) -> int:
+        return sum(self.counts)
+
+    def __iter__(self) -> Iterator[Rows]:
+        for k in range(len(self.counts)):
+            yield self.read(k)
+
+    def sample(self, size: int, seed: int) -> np.ndarray:
+        """(min(size, rows), D) float32 unit rows: every row in order, or a seeded sample in row order."""
+        total = self.rows
+        if total <= size:
+            return np.concatenate([unit_rows(r.emb) for r in self] or [np.zeros((0, self.dim), np.float32)])
+        picks = np.sort(np.random.default_rng(seed).choice(total, size, replace=False))
+        starts = np.concatenate([[0], np.cumsum(self.counts)])
+        chunks = []
+        for k, rows in enumerate(self):
+            inside = picks[(picks >= starts[k]) & (picks < starts[k + 1])] - starts[k]
+            if len(inside):
+                chunks.append(unit_rows(rows.emb[inside]))
+        return np.concatenate(chunks)
 
 
 def unit_rows(emb: np.ndarray) -> np.ndarray:
@@ -49,42 +89,44 @@ def ivf_lists(rows: int) -> int:
     return max(1, min(round(math.sqrt(rows)), rows // MIN_POINTS_PER_CENTROID))
 
 
-def build_index(emb: np.ndarray, kind: IndexKind) -> tuple[Any, int | None, int | None]:
-    """A faiss index over the unit rows of `emb` (inner product = cosine); returns (index, nlist, nprobe)."""
+def build_index(source: FileRows, kind: IndexKind) -> tuple[Any, int | None, int | None]:
+    """A faiss index over the unit rows of `source` (inner product = cosine), added one file at a time;
+    returns (index, nlist, nprobe)."""
     import faiss  # heavy; only publications that ask for an index pay for it
 
-    x = unit_rows(emb)  # (N, D)
-    dim = x.shape[1]
+    index: Any
     if kind == "flat":
-        flat = faiss.IndexFlatIP(dim)
-        flat.add(x)
-        return flat, None, None
-    nlist = ivf_lists(len(x))
-    quantizer = faiss.IndexFlatIP(dim)
-    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    ivf.train(x)
-    ivf.add(x)
-    ivf.nprobe = min(nlist, max(8, nlist // 16))  # saved in the index; readers may raise it
-    return ivf, nlist, int(ivf.nprobe)
+        index = faiss.IndexFlatIP(source.dim)
+        nlist = None
+    else:
+        nlist = ivf_lists(source.rows)
+        quantizer = faiss.IndexFlatIP(source.dim)
+        index = faiss.IndexIVFFlat(quantizer, source.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(source.sample(MAX_POINTS_PER_CENTROID * nlist, TRAINING_SAMPLE_SEED))
+    for rows in source:
+        if len(rows):
+            index.add(unit_rows(rows.emb))
+    if nlist is None:
+        return index, None, None
+    index.nprobe = min(nlist, max(8, nlist // 16))  # saved in the index; readers may raise it
+    return index, nlist, int(index.nprobe)
 
 
-def write_index(root: StoreRoot, folder: str, rows: Rows, kind: IndexKind) -> IndexEntry:
+def write_index(root: StoreRoot, folder: str, source: FileRows, kind: IndexKind) -> IndexEntry:
     """`_index/index.faiss` + `_index/index_ids.parquet` (row -> clip_id) under `folder`."""
     import faiss
 
-    index, nlist, nprobe = build_index(rows.emb, kind)
-    index_bytes = bytes(faiss.serialize_index(index).tobytes())
-    ids = pa.table(
-        {
-            "row": pa.array(np.arange(len(rows), dtype=np.int64)),
-            "clip_id": rows.table["clip_id"],
-        }
-    )
+    index, nlist, nprobe = build_index(source, kind)
+    serialized: Any = faiss.serialize_index(index)  # a uint8 array
+    index_bytes = memoryview(serialized)  # written and hashed without a copy
+    del index
+    clip_ids = pa.concat_arrays([rows.table["clip_id"].combine_chunks() for rows in source] or [EMPTY_IDS])
+    ids = pa.table({"row": pa.array(np.arange(source.rows, dtype=np.int64)), "clip_id": clip_ids})
     entries = [
         write_bytes(root, folder, f"{INDEX_DIR}/{INDEX_FILE}", index_bytes),
         write_bytes(root, folder, f"{INDEX_DIR}/{INDEX_IDS_FILE}", parquet_bytes(ids)),
     ]
-    return IndexEntry(kind=kind, rows=len(rows), nlist=nlist, nprobe=nprobe, files=entries)
+    return IndexEntry(kind=kind, rows=source.rows, nlist=nlist, nprobe=nprobe, files=entries)
 
 
 def read_index(data: bytes) -> Any:
@@ -93,21 +135,27 @@ def read_index(data: bytes) -> Any:
     return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
 
 
-def write_zarr_copy(root: StoreRoot, folder: str, rows: Rows, attrs: dict[str, Any]) -> ZarrEntry:
-    """`_zarr/`: a Zarr v3 group with `emb` (N, D) in the stored dtype + `clips.parquet`, rows aligned."""
+def write_zarr_copy(root: StoreRoot, folder: str, source: FileRows, attrs: dict[str, Any]) -> ZarrEntry:
+    """`_zarr/`: a Zarr v3 group with `emb` (N, D) in the stored dtype + `clips.parquet`, rows aligned;
+    written one data file at a time."""
     path = root.under(folder, ZARR_DIR)
     group = zarr.create_group(
         root.zarr_store(path, read_only=False),
         attributes={"kind": "aam-pipeline/published-zarr", "schema_version": SCHEMA_VERSION, **attrs},
     )
-    emb = rows.emb
-    row_bytes = max(1, emb.shape[1] * emb.dtype.itemsize)
-    chunk_rows = max(1, min(MAX_CHUNK_ROWS, CHUNK_BYTES // row_bytes, len(emb)))
-    array = group.create_array("emb", shape=emb.shape, dtype=emb.dtype, chunks=(chunk_rows, emb.shape[1]))
-    if len(emb):
-        array[:] = emb
-    write_bytes(root, folder, f"{ZARR_DIR}/{ZARR_CLIPS_FILE}", parquet_bytes(rows.table))
-    return ZarrEntry(rows=len(rows), files=tree_entries(root, folder, ZARR_DIR))
+    total, dim, dtype = source.rows, source.dim, source.dtype
+    row_bytes = max(1, dim * np.dtype(dtype).itemsize)
+    chunk_rows = max(1, min(MAX_CHUNK_ROWS, CHUNK_BYTES // row_bytes, total))
+    array = group.create_array("emb", shape=(total, dim), dtype=dtype, chunks=(chunk_rows, dim))
+    tables, start = [], 0
+    for rows in source:
+        if len(rows):
+            array[start : start + len(rows)] = rows.emb
+        start += len(rows)
+        tables.append(rows.table)
+    clips = pa.concat_tables(tables) if tables else clip_schema().empty_table()
+    write_bytes(root, folder, f"{ZARR_DIR}/{ZARR_CLIPS_FILE}", parquet_bytes(clips))
+    return ZarrEntry(rows=total, files=tree_entries(root, folder, ZARR_DIR))
 
 
 # --- bytes ---------------------------------------------------------------------------------------------
@@ -119,7 +167,7 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
-def write_bytes(root: StoreRoot, folder: str, name: str, data: bytes) -> FileEntry:
+def write_bytes(root: StoreRoot, folder: str, name: str, data: bytes | memoryview) -> FileEntry:
     """Write `data` at `folder`/`name` ('/'-separated) and describe it."""
     path = root.under(folder, *name.split("/"))
     if root.local:
@@ -127,7 +175,7 @@ def write_bytes(root: StoreRoot, folder: str, name: str, data: bytes) -> FileEnt
         with open(path, "wb") as f:
             f.write(data)
     else:  # object stores have no folders to make
-        root.fs.pipe_file(path, data)
+        root.fs.pipe_file(path, bytes(data))
     return FileEntry(name=name, size=len(data), sha256=hashlib.sha256(data).hexdigest())
 
 

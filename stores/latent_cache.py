@@ -122,6 +122,12 @@ class LatentCache:
         with _atomic.writer_lock(root.join(WRITER_LOCK), f"the latent cache {root.url}"):
             yield
 
+    @staticmethod
+    def exists(url: str | Path, *, storage_options: dict[str, Any] | None = None) -> bool:
+        """Whether a latent cache (its root zarr.json) is at `url`."""
+        root = StoreRoot.from_url(url, storage_options)
+        return bool(root.exists(root.join("zarr.json")))
+
     @classmethod
     def open(cls, url: str | Path, *, storage_options: dict[str, Any] | None = None) -> LatentCache:
         """Open an existing store; SchemaVersionError if a newer aam-pipeline wrote it."""

@@ -111,9 +111,8 @@ class _Options:
 
 @dataclass(frozen=True)
 class _Extras:
-    """The optional outputs a changed partition gets, built over all its rows."""
+    """The optional outputs a changed partition gets, built over all its rows (its data files)."""
 
-    rows: Rows | LazyRows
     index_kind: IndexKind | None
     zarr_copy: bool
 
@@ -249,7 +248,8 @@ def _create(
     dest = work if root.local else where.folder
     try:
         entries = _write_data_files(root, dest, rows, 0, info, leakage, opts)
-        index, copy = _write_extras(root, dest, rows, opts.faiss_index, opts.zarr_copy, info)
+        extras = _Extras(opts.faiss_index, opts.zarr_copy)
+        index, copy = _write_extras(root, dest, entries, rows.dim, opts.dtype, extras, info)
         now = _now()
         publication = _publication(now, "new", entries, leakage)
         manifest = _manifest(info, leakage, opts.dtype, rows.dim, entries, index, copy, now, now)
@@ -285,7 +285,7 @@ def _extend(
     opts: _Options,
     mode: Mode,
 ) -> PublishResult:
-    root, dim = where.root, existing.dim
+    root = where.root
     published_ids = [_file_video_ids(root, where.folder, f) for f in existing.files]
     published = set().union(*published_ids)
     incoming = set(rows.video_ids)
@@ -305,12 +305,7 @@ def _extend(
     extras_change = index_kind != old_kind or zarr_wanted != (existing.zarr_copy is not None)
     if not len(fresh) and not extras_change:
         return _result(root, where.folder, existing, (), changed=False, videos_skipped=len(overlap))
-    extras = None
-    if index_kind or zarr_wanted:  # rebuilt over every row, in manifest file order
-        everything = _rows.concat(
-            [_read_rows(root, where.folder, existing.files, dim), fresh.load()], dim, opts.dtype
-        )
-        extras = _Extras(everything, index_kind, zarr_wanted)
+    extras = _Extras(index_kind, zarr_wanted) if index_kind or zarr_wanted else None
     first = 1 + max(
         (int(m.group(1)) for f in existing.files if (m := PART_FILE.fullmatch(f.name))), default=-1
     )
@@ -384,8 +379,9 @@ def _commit_local(
             kept += [f.name for f in (copy.files if copy else [])]
         _atomic.link_files(folder, work, kept)
         entries = _write_data_files(root, work, fresh, first, info, leakage, opts)
-        if extras is not None:
-            index, copy = _write_extras(root, work, extras.rows, extras.index_kind, extras.zarr_copy, info)
+        if extras is not None:  # rebuilt over every row, in manifest file order
+            files = [*existing.files, *entries]
+            index, copy = _write_extras(root, work, files, existing.dim, opts.dtype, extras, info)
         manifest = _next_manifest(existing, info, leakage, entries, index, copy, opts.dtype)
         _write_manifest(root, work, manifest)
         _atomic.fsync_tree(work)
@@ -416,7 +412,8 @@ def _commit_remote(
         if extras is not None:
             for name in (INDEX_DIR, ZARR_DIR):
                 root.remove_tree(root.under(folder, name))
-            index, copy = _write_extras(root, folder, extras.rows, extras.index_kind, extras.zarr_copy, info)
+            files = [*existing.files, *entries]
+            index, copy = _write_extras(root, folder, files, existing.dim, opts.dtype, extras, info)
         manifest = _next_manifest(existing, info, leakage, entries, index, copy, opts.dtype)
         _write_manifest(root, folder, manifest)
     except BaseException:
@@ -489,18 +486,21 @@ def _write_data_files(
 def _write_extras(
     root: StoreRoot,
     dest: str,
-    rows: Rows | LazyRows,
-    index_kind: IndexKind | None,
-    zarr_copy: bool,
+    files: list[FileEntry],
+    dim: int,
+    dtype: Dtype,
+    extras: _Extras,
     info: PublicationInfo,
 ) -> tuple[IndexEntry | None, ZarrEntry | None]:
-    if not (index_kind or zarr_copy):
+    """The faiss index and the Zarr copy over the rows of the data `files` under `dest`, read one file at
+    a time (the index itself holds every row; the copy holds a file's)."""
+    if not (extras.index_kind or extras.zarr_copy):
         return None, None
-    if isinstance(rows, LazyRows):  # both are built over every row at once
-        rows = rows.load()
-    index = _extras.write_index(root, dest, rows, index_kind) if index_kind else None
-    attrs = {"dim": int(rows.emb.shape[1]), "dtype": str(rows.emb.dtype), "normalisation": info.normalisation}
-    copy = _extras.write_zarr_copy(root, dest, rows, attrs) if zarr_copy else None
+    counts = [int(e.rows or 0) for e in files]
+    source = _extras.FileRows(counts, dim, dtype, lambda k: _file_rows(root, dest, files[k], dim))
+    index = _extras.write_index(root, dest, source, extras.index_kind) if extras.index_kind else None
+    attrs = {"dim": dim, "dtype": dtype, "normalisation": info.normalisation}
+    copy = _extras.write_zarr_copy(root, dest, source, attrs) if extras.zarr_copy else None
     return index, copy
 
 
@@ -835,11 +835,16 @@ def _read_rows(
     """The rows of `files` in order (only `video_ids` when given); emb keeps the stored dtype."""
     parts = []
     for entry in files:
-        table = pq.read_table(pa.BufferReader(_read_checked(root, folder, entry, verify=verify)))
-        rows = _rows.decode(table, dim)
+        rows = _file_rows(root, folder, entry, dim, verify=verify)
         parts.append(rows if video_ids is None else rows.take(_rows_of(rows, video_ids)))
     dtype: Dtype = "float16" if parts and parts[0].emb.dtype == np.float16 else "float32"
     return _rows.concat(parts, dim, dtype)
+
+
+def _file_rows(root: StoreRoot, folder: str, entry: FileEntry, dim: int, *, verify: bool = False) -> Rows:
+    """The rows of one data file, checked against its entry's size (and checksum when `verify`)."""
+    table = pq.read_table(pa.BufferReader(_read_checked(root, folder, entry, verify=verify)))
+    return _rows.decode(table, dim)
 
 
 def _file_video_ids(root: StoreRoot, folder: str, entry: FileEntry) -> set[str]:

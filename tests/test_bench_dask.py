@@ -36,12 +36,25 @@ def test_the_summary_says_what_is_missing(tmp_path: Path) -> None:
         "dask_over_plain_cpu": 1.3,
     }  # fmt: skip
     (tmp_path / "dask.json").write_text(json.dumps(dask))
-    scale = {"preset": "small", "motion_clips": 10, "dim": 8, "steps": [vars(_run(3.0)) | {"step": "probe"}]}
+    scale = {
+        "preset": "small", "motion_clips": 10, "static_clips": 4, "dim": 8, "dtype": "float32",
+        "steps": [vars(_run(3.0)) | {"step": "probe"}],
+    }  # fmt: skip
     (tmp_path / "scale.json").write_text(json.dumps(scale))
-    lines = summary(tmp_path / "extract.json", tmp_path / "dask.json", [tmp_path / "scale.json"])
+    adapter = {
+        "device": "cpu x1 threads", "dim": 768,
+        "train": [{"recipe": "default", "clips_per_s": 670.2, "train_clips": 2520}],
+        "anonymize": {"anonymize_clips_per_s": 6595.0, "ratio_anonymize_to_plain": 1.31, "clips": 2880},
+    }  # fmt: skip
+    (tmp_path / "adapter.json").write_text(json.dumps(adapter))
+    files = [tmp_path / name for name in ("extract.json", "dask.json", "scale.json", "adapter.json")]
+    lines = summary(files[0], files[1], [files[2]], files[3])
     assert MISSING in lines[0] and "extract.json" in lines[0]
-    assert "plain wall = 1.100" in lines[1] and "bit for bit: yes" in lines[1]
-    assert "probe" in lines[3] and "peak RSS" in lines[3]
+    assert "default 670 clips/s per epoch" in lines[1] and "1.31x a plain publish" in lines[2]
+    assert "plain wall = 1.100" in lines[3] and "bit for bit: yes" in lines[3]
+    assert "10 motion + 4 static clips" in lines[4]
+    assert "probe" in lines[5] and "user + sys      1.1 s" in lines[5] and "peak RSS" in lines[5]
+    assert MISSING in summary(None, None, [], tmp_path / "no-adapter.json")[0]
 
 
 @pytest.mark.slow

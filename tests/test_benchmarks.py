@@ -3,6 +3,9 @@ diagnostic's label matrix, eraser and worst-attacker comparison."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -112,3 +115,16 @@ def test_static_looks_are_each_videos_mean_static_clip() -> None:
     assert set(looks) == {"a", "b"}
     np.testing.assert_allclose(looks["a"], [3.0, 2.0])
     np.testing.assert_allclose(looks["b"], [3.0, 2.5])
+
+
+@pytest.mark.slow
+def test_the_adapter_benchmark_runs_to_its_anonymize_figures(tmp_path: Path) -> None:
+    """`make bench` runs it: training, then anonymize against the plain publish on the adapter it
+    trained (which must be bound to the bench cache's encoder, or anonymize refuses it)."""
+    from benchmarks.bench_adapter import main
+
+    out = tmp_path / "adapter.json"
+    report = main(["--epochs", "1", "--repeats", "1", "--skip-paper", "--threads", "1", "--json", str(out)])
+    assert report["train"][0]["recipe"] == "default" and report["train"][0]["clips_per_s"] > 0
+    assert report["anonymize"]["ratio_anonymize_to_plain"] > 0
+    assert json.loads(out.read_text())["anonymize"] == report["anonymize"]

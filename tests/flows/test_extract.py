@@ -27,7 +27,7 @@ from tests.flows.extract_support import (
     reference_embedding,
 )
 
-K = 10  # static clips per video (the default)
+K, K_TEST = 10, 5  # static clips per video by default: of train/val videos, of test videos
 LABELS = ("split", "action", "segments", "anomaly_segments")
 
 
@@ -76,11 +76,13 @@ def test_every_input_is_in_the_store_once_with_its_clips(
     np.testing.assert_allclose(clips["t_end_s"], (np.asarray(clips["clip_index"]) + 1) * FRAMES / 16.0)
 
     static = view.static_clips.to_pydict()
+    splits = dict(zip(ids, benchmark_inputs["split"].to_pylist(), strict=True))
     for video_id in ids:
         rows = [i for i, v in enumerate(static["video_id"]) if v == video_id]
-        n = frames[video_id]
-        assert [static["static_index"][i] for i in rows] == list(range(K))
-        assert [static["frame_index"][i] for i in rows] == [int((k + 0.5) * n / K) for k in range(K)]
+        n, k = frames[video_id], K_TEST if splits[video_id] == "test" else K
+        assert [static["static_index"][i] for i in rows] == list(range(k))
+        assert [static["frame_index"][i] for i in rows] == [int((j + 0.5) * n / k) for j in range(k)]
+    assert K_TEST < K and "test" in splits.values()
     np.testing.assert_allclose(static["t_s"], np.asarray(static["frame_index"]) / 16.0, rtol=1e-6)
 
 
@@ -109,9 +111,9 @@ def test_embeddings_equal_a_direct_encoder_call(
     view, _ = benchmark_store
     rows = benchmark_inputs.to_pylist()
     picks = [
-        next(r for r in rows if r["task"] == "action"),
-        next(r for r in rows if r["task"] == "detection"),
-        next(r for r in rows if r["task"] == "anomaly"),
+        next(r for r in rows if r["task"] == "action" and r["split"] != "test"),  # K static clips
+        next(r for r in rows if r["task"] == "detection" and r["split"] != "test"),  # K static clips
+        next(r for r in rows if r["task"] == "anomaly" and r["split"] != "test"),  # K static clips
     ]
     clip_keys = list(
         zip(view.clips["video_id"].to_pylist(), view.clips["clip_index"].to_pylist(), strict=True)

@@ -19,7 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 import zarr
 
+from stores import _published_extras as _extras
 from stores import published as published_module
+from stores._published_rows import Rows
 from stores.errors import SchemaVersionError, StoreError
 from stores.published import (
     LeakageNotMeasured,
@@ -447,6 +449,55 @@ def test_zarr_copy_matches_the_data_files(tmp_path: Path) -> None:
     side = pq.read_table(partition(tmp_path) / "_zarr" / "clips.parquet")
     assert side["clip_id"].equals(rows["clip_id"])
     assert group.attrs["normalisation"] == "l2"
+
+
+def test_extras_are_built_one_data_file_at_a_time_over_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over many data files (and an append) the Zarr copy and the index hold every row in manifest order;
+    with fewer training points allowed per list than there are rows, the IVF index trains on a seeded
+    sample and still finds each clip first."""
+    monkeypatch.setattr(_extras, "MAX_POINTS_PER_CENTROID", 4)  # 3 lists x 4 < 120 rows: a sample
+    loaded: list[int] = []  # rows of each file read
+    read_one = published_module._file_rows
+
+    def counted(*args: Any, **kwargs: Any) -> Rows:
+        rows = read_one(*args, **kwargs)
+        loaded.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(published_module, "_file_rows", counted)
+    clips, emb = clips_and_emb(video_ids(40), clips_per_video=3, unit=False)
+    info = make_info(normalisation="none")
+    publish(tmp_path, info, clips.slice(0, 60), emb[:60], faiss_index="ivf", zarr_copy=True, rows_per_file=9)
+    result = publish(tmp_path, info, clips, emb, mode="append", rows_per_file=9)
+    assert result.partition.manifest.counts["rows"] == 120 and max(loaded) <= 9
+    rows, back = read_published(tmp_path)
+    group = zarr.open_group(partition(tmp_path) / "_zarr", mode="r")
+    np.testing.assert_array_equal(group["emb"][:], back)  # type: ignore[index]
+    assert pq.read_table(partition(tmp_path) / "_zarr" / "clips.parquet")["clip_id"].equals(rows["clip_id"])
+    index, ids = load_faiss_index(result.partition)
+    assert index.ntotal == 120 and index.nlist == 3
+    index.nprobe = 3
+    _, found = index.search(back / np.linalg.norm(back, axis=1, keepdims=True), 1)
+    assert ids.take(pa.array(found[:, 0]))["clip_id"].equals(rows["clip_id"])
+
+
+def test_the_training_sample_is_seeded_in_row_order_and_every_row_when_small() -> None:
+    emb = np.arange(40, dtype=np.float32).reshape(10, 4) + 1
+    files = [(0, 3), (3, 7), (7, 10)]
+    source = _extras.FileRows(
+        [b - a for a, b in files],
+        4,
+        "float32",
+        lambda k: Rows(pa.table({"clip_id": [str(i) for i in range(*files[k])]}), emb[slice(*files[k])]),
+    )
+    np.testing.assert_array_equal(source.sample(10, 0), _extras.unit_rows(emb))
+    picked = source.sample(4, 0)
+    again = source.sample(4, 0)
+    np.testing.assert_array_equal(picked, again)
+    positions = [int(np.flatnonzero((_extras.unit_rows(emb) == row).all(axis=1))[0]) for row in picked]
+    assert len(set(positions)) == 4 and positions == sorted(positions)
 
 
 def test_works_on_an_fsspec_filesystem() -> None:
