@@ -16,7 +16,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.cpu import torch_threads
 from flows.limits import MEMORY_PER_LATENT_BYTE
-from flows.progress import progress
+from flows.progress import Advance, progress
 from flows.views import binding
 from pipeline.adapter import (
     AdapterChunks,
@@ -412,6 +412,21 @@ def _groups(kept: list[str], size: dict[str, int], budget: int, splits: dict[str
 # --- the stage -----------------------------------------------------------------------------------------
 
 
+def _counting(load: Callable[[int], AdapterData], advance: Advance) -> Callable[[int], AdapterData]:
+    """`load`, advancing the progress by one group on every call but the first (the previous group is
+    done when the next one loads)."""
+    calls = 0
+
+    def counted(group: int) -> AdapterData:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            advance(1)
+        return load(group)
+
+    return counted
+
+
 def _existing(out: Path, attrs: CacheAttrs, cfg: TrainConfig, checksum: str) -> AdapterMeta | None:
     """The metadata of the artifact in `out` when it was trained on the same data with the same settings
     by the same revision of the training code."""
@@ -486,13 +501,18 @@ def _train_adapter_stage(
             f"objective {cfg.objective.name}, variant {cfg.adapter.variant}, "
             f"{cfg.epochs} epochs on {cfg.device}"
         )
-    with progress("train-adapter", cfg.epochs, "epochs", bar=bar) as advance:
+    streamed = isinstance(data, AdapterChunks)
+    total = cfg.epochs * data.count if isinstance(data, AdapterChunks) else cfg.epochs
+    with progress("train-adapter", total, "groups" if streamed else "epochs", bar=bar) as advance:
+        if isinstance(data, AdapterChunks):  # one step per group of videos: an epoch can take an hour
+            data = replace(data, load=_counting(data.load, advance))
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             shown = {
                 k: v for k, v in metrics.items() if k in ("loss", "lc", "task", "privacy", "val_action_acc")
             }
-            advance(1, **shown)
+            # Streamed, a group counts as done when the next one loads; the last one when training ends.
+            advance(1 if not streamed or epoch == cfg.epochs - 1 else 0, **shown)
 
         with torch_threads(config.threads):
             result = train_adapter(data, cfg, on_epoch=on_epoch)

@@ -123,11 +123,16 @@ def test_bad_inputs(store: Path, tmp_path: Path) -> None:
         train_adapter_stage(only_test, tmp_path / "b", TrainAdapterConfig(epochs=1))
 
 
-def test_a_store_larger_than_memory_is_streamed_in_groups(store: Path, tmp_path: Path) -> None:
+def test_a_store_larger_than_memory_is_streamed_in_groups(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     lines: list[str] = []
     config = TrainAdapterConfig(epochs=2, device="cpu", memory_gb=2e-4)  # 20 kB of latents per group
-    result = train_adapter_stage(store, tmp_path / "streamed", config, echo=lines.append)
-    assert any("streaming" in line for line in lines)
+    result = train_adapter_stage(store, tmp_path / "streamed", config, echo=lines.append, bar=False)
+    groups = int(next(line for line in lines if "streaming" in line).split("streaming ")[1].split()[0])
+    assert groups > 1
+    progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train-adapter:")]
+    assert f"{2 * groups}/{2 * groups} groups" in progress[-1]  # progress by group, every group once
     assert len(result.history) == 2 and result.clips > 0
     assert np.isfinite(result.history[-1]["loss"] or 0.0) and result.history[-1]["action"] is not None
     view = LatentCache.open(store).read()
