@@ -97,6 +97,29 @@ def train_adapter(
             "critic can be fooled by outputs that a fresh attacker still reads."
         ),
     ] = None,
+    kernel: Annotated[
+        float | None,
+        typer.Option(
+            help="Weight of a nonlinear eraser term fitted in closed form (0 = off; default: the "
+            "objective's). Before every epoch, after the linear eraser, a kernel CCA between fresh "
+            "random Fourier features of the adapter's output and of the video's RAW static look is "
+            "fitted within actions; during the epoch the adapter drives the correlation of the fitted "
+            "pairs to zero. Label-free: it reads no private_* column. Experimental "
+            "(docs/research/adapter-recipes.md)."
+        ),
+    ] = None,
+    kernel_dims: Annotated[
+        int | None,
+        typer.Option(help="Kernel canonical pairs fitted before every epoch (default: 32)."),
+    ] = None,
+    kernel_static: Annotated[
+        bool | None,
+        typer.Option(
+            "--kernel-static/--no-kernel-static",
+            help="Fit and apply the kernel term on adapted static clips too, each against the look of "
+            "its video's other static frames (default: on).",
+        ),
+    ] = None,
     private_labels: Annotated[
         str,
         typer.Option(
@@ -140,6 +163,8 @@ def train_adapter(
 
       aam-pipeline train-adapter --store work/demo.zarr --out work/critic --critic 1
 
+      aam-pipeline train-adapter --store work/demo.zarr --out work/kernel --kernel 10
+
       aam-pipeline train-adapter --store work/demo.zarr --out work/ceiling --private-labels gender,skin_tone
     """
     from flows.train_adapter import TrainAdapterConfig, train_adapter_stage
@@ -166,6 +191,9 @@ def train_adapter(
             critic_static=critic_static,
             critic_steps=critic_steps,
             critic_refit=critic_refit,
+            kernel=kernel,
+            kernel_dims=kernel_dims,
+            kernel_static=kernel_static,
             private_labels=tuple(c.strip() for c in private_labels.split(",") if c.strip()),
             memory_gb=memory_gb,
             threads=threads,
