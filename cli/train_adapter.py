@@ -108,6 +108,16 @@ def train_adapter(
             "(docs/research/adapter-recipes.md)."
         ),
     ] = None,
+    kernel_erase_dims: Annotated[
+        int | None,
+        typer.Option(
+            help="Default objective: a nonlinear eraser after the linear one (0 = off; default: the "
+            "recipe's). Before every epoch a kernel CCA between fresh random Fourier features of the "
+            "output and of the video's RAW static look is fitted within actions, and this many of "
+            "its output variates are regressed out of the output, in the forward pass (published "
+            "embeddings included). Label-free. Experimental (docs/research/adapter-recipes.md)."
+        ),
+    ] = None,
     kernel_dims: Annotated[
         int | None,
         typer.Option(help="Kernel canonical pairs fitted before every epoch (default: 32)."),
@@ -163,7 +173,7 @@ def train_adapter(
 
       aam-pipeline train-adapter --store work/demo.zarr --out work/critic --critic 1
 
-      aam-pipeline train-adapter --store work/demo.zarr --out work/kernel --kernel 10
+      aam-pipeline train-adapter --store work/demo.zarr --out work/kernel --kernel-erase-dims 32
 
       aam-pipeline train-adapter --store work/demo.zarr --out work/ceiling --private-labels gender,skin_tone
     """
@@ -192,6 +202,7 @@ def train_adapter(
             critic_steps=critic_steps,
             critic_refit=critic_refit,
             kernel=kernel,
+            kernel_erase_dims=kernel_erase_dims,
             kernel_dims=kernel_dims,
             kernel_static=kernel_static,
             private_labels=tuple(c.strip() for c in private_labels.split(",") if c.strip()),

@@ -100,6 +100,9 @@ class TrainAdapterConfig(BaseModel):
         ge=0,
         description="weight of the closed-form kernel eraser term (default: the recipe's; 0 turns it off)",
     )
+    kernel_erase_dims: int | None = Field(
+        None, ge=0, description="kernel eraser variates regressed out of the output (default: the recipe's)"
+    )
     kernel_dims: int | None = Field(None, ge=1, description="kernel canonical pairs fitted per epoch")
     kernel_features: int | None = Field(None, ge=2, description="random Fourier features per side")
     kernel_reg: float | None = Field(None, gt=0, description="ridge of the kernel CCA")
@@ -138,6 +141,8 @@ class TrainAdapterConfig(BaseModel):
             adapter["erase_dims"] = self.erase_dims
         if self.erase_static:
             adapter["erase_static"] = True
+        if self.kernel_erase_dims is not None:
+            adapter["kernel_erase_dims"] = self.kernel_erase_dims
         if self.erase_clip_dims is not None:
             adapter["erase_clip_dims"] = self.erase_clip_dims
         elif self.erase_dims == 0:

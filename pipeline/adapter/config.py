@@ -66,6 +66,15 @@ class AdapterConfig(_Frozen):
         description="further eraser directions, fitted after the first erase_dims against what the "
         "video's OTHER clips share (their leave-one-out mean) within an action: who and where, in motion",
     )
+    kernel_erase_dims: int = Field(
+        0,
+        ge=0,
+        description="r: a nonlinear eraser after the linear one (kernel.py), refitted before every epoch: "
+        "the r kernel canonical variates of the output (random Fourier features, resampled each refit) "
+        "most correlated with the video's raw static look are regressed out of the output; 0 = off",
+    )
+    kernel_erase_features: int = Field(512, ge=2, description="random Fourier features of that eraser")
+    kernel_erase_reg: float = Field(0.1, gt=0, description="ridge of its kernel CCA (share of mean variance)")
     micro_batch: int = Field(64, ge=1, description="fixed inference kernel shape; rows are zero-padded")
 
     @model_validator(mode="after")
@@ -78,6 +87,10 @@ class AdapterConfig(_Frozen):
             raise ValueError("the paper variant has no eraser; set erase_clip_dims=0")
         if self.erase_clip_dims and not self.erase_dims:
             raise ValueError("erase_clip_dims needs erase_dims > 0 (they are fitted after those)")
+        if self.kernel_erase_dims and not self.erase_dims:
+            raise ValueError("kernel_erase_dims needs erase_dims > 0 (it is fitted after the linear eraser)")
+        if self.kernel_erase_dims > self.kernel_erase_features:
+            raise ValueError("kernel_erase_dims exceeds kernel_erase_features")
         if self.erase_dims + self.erase_clip_dims > self.dim:
             total = self.erase_dims + self.erase_clip_dims
             raise ValueError(f"erase_dims + erase_clip_dims = {total} exceeds dim {self.dim}")

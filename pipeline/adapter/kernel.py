@@ -179,3 +179,50 @@ def heldout_dependence(
     u, v = fit.variates(z[held], s[held])
     corr = batch_correlation(torch.as_tensor(u), torch.as_tensor(v), torch.as_tensor(group[held]))
     return float(corr.pow(2).mean())
+
+
+@dataclass(frozen=True)
+class KernelEraser:
+    """A closed-form nonlinear eraser of an output `z` (N, D): the r kernel canonical variates v(z) of
+    its random Fourier features most correlated with the look (within groups), regressed out of z:
+    z' = z − (v(z) − v̄) β, β the least-squares coefficients of z on v within groups over the fit rows,
+    so inside every group z' is uncorrelated with every v_i on them (float64)."""
+
+    fit: KernelFit
+    vmean: np.ndarray  # (r,)
+    beta: np.ndarray  # (r, D)
+
+    @classmethod
+    def build(
+        cls,
+        z: np.ndarray,
+        s: np.ndarray,
+        group: np.ndarray,
+        *,
+        dims: int,
+        features: int,
+        reg: float,
+        rng: np.random.Generator,
+    ) -> KernelEraser:
+        fit = KernelFit.fit(z, s, group, dims=dims, features=features, reg=reg, rng=rng)
+        v = fit.phi(z) @ fit.A  # (N, r)
+        # within groups: only what the variates explain inside an action goes, not the actions' offsets
+        beta = np.linalg.lstsq(_within(v, group), _within(z.astype(np.float64), group), rcond=None)[
+            0
+        ]  # (r, D)
+        return cls(fit, v.mean(0), beta)
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        out: np.ndarray = z - (self.fit.phi(z) @ self.fit.A - self.vmean) @ self.beta
+        return out
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        """The ClipAdapter buffers of this eraser (`set_kernel_eraser`)."""
+        return {
+            "kernel_mean": self.fit.phi.mean,
+            "kernel_scale": self.fit.phi.scale,
+            "kernel_freq": self.fit.phi.freq,
+            "kernel_vmean": self.vmean,
+            "kernel_dir": self.fit.A,
+            "kernel_pattern": self.beta.T,
+        }

@@ -33,7 +33,7 @@ from pipeline.adapter.critic import LabelCritic, LookCritic
 from pipeline.adapter.data import AdapterChunks, AdapterData
 from pipeline.adapter.errors import AdapterError
 from pipeline.adapter.heads import TaskHeads
-from pipeline.adapter.kernel import KernelFit, kernel_loss
+from pipeline.adapter.kernel import KernelEraser, KernelFit, kernel_loss
 from pipeline.adapter.model import ClipAdapter, build_adapter
 from pipeline.adapter.nullspace import chain, erase, fit_nullspace
 from pipeline.probes.inputs import mean_by_owner
@@ -228,6 +228,9 @@ def train_adapter(
             if position == 0 and not warm and isinstance(model, ClipAdapter) and cfg.adapter.erase_dims > 0:
                 # refit before the epoch, so the heads train (and validation runs) on the eraser in use
                 eraser["erased_corr"] = _fit_eraser(model, t, index, B)
+                if cfg.adapter.kernel_erase_dims:
+                    kernel_rng = np.random.default_rng([cfg.seed, epoch, 1])
+                    eraser["kernel_erased_corr"] = _fit_kernel_eraser(model, t, index, B, kernel_rng)
             if position == 0 and not warm and cfg.objective.kernel > 0:
                 # after the linear eraser: the kernel pairs are fitted on the output as published
                 kernel = _Kernel.build(
@@ -661,6 +664,34 @@ def _fit_eraser(model: ClipAdapter, t: _Step, index: _Index, batch: int) -> floa
         corr = np.concatenate([corr, corr2])
     model.set_eraser(*(torch.as_tensor(a, dtype=torch.float64, device=t.device) for a in (mean, E, P)))
     return float(corr.mean())
+
+
+@torch.no_grad()
+def _fit_kernel_eraser(
+    model: ClipAdapter, t: _Step, index: _Index, batch: int, rng: np.random.Generator
+) -> float:
+    """Refit the adapter's kernel eraser (kernel.py) on the linearly erased outputs of the train and val
+    clips of one-action videos, against their video's raw static look, with fresh random features.
+    Returns the mean canonical correlation of the variates it regresses out."""
+    cfg = model.config
+    rows, step = index.eraser_clips, 4 * batch
+    z = torch.cat([model.linear_erased(*t.rows(rows[i : i + step])) for i in range(0, len(rows), step)])
+    videos = torch.as_tensor(t.data.video[rows], device=t.device)
+    group = t.video_action[videos].cpu().numpy()
+    keep = group >= 0 if (group >= 0).any() else np.ones(len(group), bool)
+    eraser = KernelEraser.build(
+        z.cpu().numpy()[keep],
+        t.static_mean[videos].cpu().numpy().astype(np.float64)[keep],
+        group[keep],
+        dims=cfg.kernel_erase_dims,
+        features=cfg.kernel_erase_features,
+        reg=cfg.kernel_erase_reg,
+        rng=rng,
+    )
+    model.set_kernel_eraser(
+        **{k: torch.as_tensor(v, dtype=torch.float64, device=t.device) for k, v in eraser.buffers().items()}
+    )
+    return float(eraser.fit.corr.mean())
 
 
 @torch.no_grad()

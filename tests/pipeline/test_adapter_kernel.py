@@ -11,6 +11,7 @@ from pipeline.adapter import AdapterConfig, TrainConfig, anonymize_array, train_
 from pipeline.adapter.config import ObjectiveConfig, default_objective
 from pipeline.adapter.kernel import (
     Fourier,
+    KernelEraser,
     KernelFit,
     batch_correlation,
     heldout_dependence,
@@ -108,3 +109,61 @@ def test_the_kernel_term_is_computed_changes_training_and_is_deterministic(plant
 
 def test_the_kernel_term_is_off_by_default() -> None:
     assert default_objective().kernel == 0
+
+
+def test_the_kernel_eraser_leaves_its_variates_uncorrelated_within_groups() -> None:
+    rng = np.random.default_rng(0)
+    group = rng.integers(0, 3, 800)
+    x, y = _pairs(800, dependent=True)
+    x = x + group[:, None]  # group offsets, which the eraser must leave alone
+    eraser = KernelEraser.build(x, y, group, dims=4, features=128, reg=0.1, rng=np.random.default_rng(1))
+    out = eraser(x)
+    v = eraser.fit.phi(x) @ eraser.fit.A
+    from pipeline.adapter.kernel import _within
+
+    cross = _within(v, group).T @ _within(out, group) / len(x)
+    assert np.abs(cross).max() < 1e-10
+    means = [np.abs(out[group == g].mean(0) - x[group == g].mean(0)).max() for g in range(3)]
+    assert max(means) < 0.2  # the groups' means barely move
+    # it removes what its variates explain LINEARLY in x; a dependence partly linear in x0:
+    shifted = x + 0.5 * np.sin(2 * x[:, :1])  # a dependence that is partly linear in x0
+    eraser = KernelEraser.build(
+        shifted, np.sin(2 * x[:, :1]), group, dims=4, features=128, reg=0.1, rng=np.random.default_rng(1)
+    )
+    before = heldout_dependence(shifted, np.sin(2 * x[:, :1]), group, np.arange(400), dims=4, features=128)
+    after = heldout_dependence(
+        eraser(shifted), np.sin(2 * x[:, :1]), group, np.arange(400), dims=4, features=128
+    )
+    assert after < 0.5 * before
+
+
+def test_a_model_with_a_kernel_eraser_is_batch_independent_and_passes_through_until_fitted() -> None:
+    cfg = AdapterConfig(dim=D, layers=1, heads=2, tokens=2, width=16, erase_dims=4, kernel_erase_dims=3)
+    from pipeline.adapter.model import ClipAdapter
+
+    torch.manual_seed(0)
+    model = ClipAdapter(cfg)
+    x = torch.randn(70, D)
+    np.testing.assert_array_equal(anonymize_array(model, x.numpy()), x.numpy())  # identity start
+    rng = np.random.default_rng(0)
+    eraser = KernelEraser.build(
+        x.double().numpy(), rng.standard_normal((70, 5)), np.zeros(70, np.int64), dims=3,
+        features=cfg.kernel_erase_features, reg=0.1, rng=rng,
+    )  # fmt: skip
+    model.set_kernel_eraser(**{k: torch.as_tensor(v) for k, v in eraser.buffers().items()})
+    out = anonymize_array(model, x.numpy())
+    np.testing.assert_allclose(out, eraser(x.double().numpy()), atol=1e-5)
+    np.testing.assert_array_equal(out[5:6], anonymize_array(model, x[5:6].numpy()))
+    np.testing.assert_array_equal(out[::-1], anonymize_array(model, x.numpy()[::-1].copy()))
+
+
+def test_training_with_the_kernel_eraser_changes_it_and_is_deterministic(planted: PlantedData) -> None:
+    adapter = AdapterConfig(dim=D, layers=1, heads=2, tokens=2, width=16, erase_dims=4, kernel_erase_dims=4)
+    cfg = TrainConfig(adapter=adapter, objective=default_objective(), epochs=2, batch_size=64, lr=1e-2)
+    plain = train_adapter(planted.data, _cfg(default_objective()))
+    erased = train_adapter(planted.data, cfg)
+    assert "kernel_erased_corr" not in plain.history[-1] and erased.history[-1]["kernel_erased_corr"] > 0
+    z = anonymize_array(erased.model, planted.data.motion)
+    assert not np.array_equal(anonymize_array(plain.model, planted.data.motion), z)
+    again = train_adapter(planted.data, cfg)
+    np.testing.assert_array_equal(z, anonymize_array(again.model, planted.data.motion))
