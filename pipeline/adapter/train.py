@@ -269,6 +269,13 @@ def train_adapter(
     best_epoch, _, model_state, head_state = best
     model.load_state_dict(model_state)
     heads.load_state_dict(head_state)
+    if isinstance(model, ClipAdapter) and cfg.adapter.kernel_erase_dims:
+        # the selected epoch's kernel eraser was fitted before that epoch's steps moved the output; refit
+        # it once on the selected adapter, so the published output is erased as fitted (closed form)
+        final = _fit_kernel_eraser(
+            model, resident.step, resident.index, B, np.random.default_rng([cfg.seed, cfg.epochs, 2])
+        )
+        history[best_epoch]["kernel_erased_corr_final"] = final
     return TrainResult(
         model=model.cpu().eval(),
         heads=heads.cpu().eval(),

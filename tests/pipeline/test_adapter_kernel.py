@@ -163,6 +163,7 @@ def test_training_with_the_kernel_eraser_changes_it_and_is_deterministic(planted
     plain = train_adapter(planted.data, _cfg(default_objective()))
     erased = train_adapter(planted.data, cfg)
     assert "kernel_erased_corr" not in plain.history[-1] and erased.history[-1]["kernel_erased_corr"] > 0
+    assert erased.history[erased.best_epoch]["kernel_erased_corr_final"] > 0  # refitted once selected
     z = anonymize_array(erased.model, planted.data.motion)
     assert not np.array_equal(anonymize_array(plain.model, planted.data.motion), z)
     again = train_adapter(planted.data, cfg)
