@@ -16,7 +16,8 @@ Every clip (test ones included) is mapped with what was fitted; no label of a te
 next step draws new features of the erased x and erases again. The erased sets are probed as `probe`
 does (seed 0): action top-1 on motion clips and the worst-attacker removed share of raw above-chance
 leakage per attribute, motion and static clips, with the panel of `--attackers` (default: full). The
-linear LEACE label eraser of `eraser_ceiling.py` is printed beside it for comparison.
+linear LEACE label eraser of `eraser_ceiling.py` is printed beside it for comparison (`--then-linear`:
+also after each kernel eraser, so no linear trace of the labels is left either).
 
 Example (the default adapter of dev seeds 0-4, as trained by adapter_seeds.py):
 
@@ -131,6 +132,12 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=1024, help="random Fourier features per step")
     parser.add_argument("--attackers", choices=("fast", "full"), default="full")
     parser.add_argument("--no-linear", action="store_true", help="leave out the linear LEACE label eraser")
+    parser.add_argument(
+        "--then-linear",
+        action="store_true",
+        help="also the linear label eraser applied after each kernel one",
+    )
+    parser.add_argument("--only-erased", action="store_true", help="do not probe the set itself again")
     args = parser.parse_args()
     view = LatentCache.open(args.store).read()
     labels = labels_of(view.videos)
@@ -160,15 +167,20 @@ def main() -> None:
     directions = label_matrix([], labels.attributes).shape[1]
     for es in sets:
         assert es.static is not None
-        erased: list[EmbeddingSet] = [es]
+        erased: list[EmbeddingSet] = [] if args.only_erased else [es]
+        lookup = lambda videos: label_matrix(videos, labels.attributes)  # noqa: E731
         if not args.no_linear:
-            lookup = lambda videos: label_matrix(videos, labels.attributes)  # noqa: E731
             erased.append(
                 mapped(es, fit_eraser([es.motion, es.static], labels, lookup, directions), "linear")
             )
         for t in iterations:
             fn = fit_kernel_eraser([es.motion, es.static], labels, t, args.features)
             erased.append(mapped(es, fn, f"kernel x{t}"))
+            if args.then_linear:
+                k = erased[-1]
+                assert k.static is not None
+                lin = fit_eraser([k.motion, k.static], labels, lookup, directions)
+                erased.append(mapped(k, lin, "linear"))
         for each in erased:
             assert each.static is not None
             top1 = probe_action(each.motion, labels.actions, labels.splits, cfg.action).top1
