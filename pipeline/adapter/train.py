@@ -10,7 +10,8 @@ objective (config.ObjectiveConfig). With `erase_dims`, the adapter's linear eras
 form before every epoch (nullspace.py). With a critic (`critic` > 0), the critic takes its own AdamW
 step(s) on the step's detached outputs first (critic.py). With a kernel term (`kernel` > 0), a kernel
 CCA on fresh random Fourier features is refitted in closed form before every epoch, after the eraser
-(kernel.py). Only video membership, static clips and task
+(kernel.py); with `kernel_erase_dims` the adapter's kernel eraser is refitted after the linear one, and
+once more on the selected adapter. Only video membership, static clips and task
 labels are used: never a private attribute, unless the objective names `private_labels` (the
 label-informed critic, a ceiling measurement).
 """
