@@ -97,6 +97,42 @@ def train_adapter(
             "critic can be fooled by outputs that a fresh attacker still reads."
         ),
     ] = None,
+    kernel: Annotated[
+        float | None,
+        typer.Option(
+            help="Weight of a nonlinear eraser term fitted in closed form (0 = off; default: the "
+            "objective's). Before every epoch, after the linear eraser, a kernel CCA between fresh "
+            "random Fourier features of the adapter's output and of the video's RAW static look is "
+            "fitted within actions; during the epoch the adapter drives the correlation of the fitted "
+            "pairs to zero. Label-free: it reads no private_* column. Experimental: on the dev "
+            "benchmark the adapter re-encoded the look and a fresh kernel CCA found more of it "
+            "(docs/research/adapter-recipes.md)."
+        ),
+    ] = None,
+    kernel_erase_dims: Annotated[
+        int | None,
+        typer.Option(
+            help="Default objective: a nonlinear eraser after the linear one (0 = off; default: the "
+            "recipe's). Before every epoch a kernel CCA between fresh random Fourier features of the "
+            "output and of the video's RAW static look is fitted within actions, and this many of "
+            "its output variates are regressed out of the output, in the forward pass (published "
+            "embeddings included). Label-free. Experimental: on the dev benchmark it removed more "
+            "leakage from motion clips but cost about 11 points of action top-1 and 22 of temporal "
+            "detection mAP (docs/research/adapter-recipes.md)."
+        ),
+    ] = None,
+    kernel_dims: Annotated[
+        int | None,
+        typer.Option(help="Kernel canonical pairs the --kernel term fits before every epoch (default: 32)."),
+    ] = None,
+    kernel_static: Annotated[
+        bool | None,
+        typer.Option(
+            "--kernel-static/--no-kernel-static",
+            help="Fit and apply the --kernel term on adapted static clips too, each against the look of "
+            "its video's other static frames (default: on).",
+        ),
+    ] = None,
     private_labels: Annotated[
         str,
         typer.Option(
@@ -140,6 +176,8 @@ def train_adapter(
 
       aam-pipeline train-adapter --store work/demo.zarr --out work/critic --critic 1
 
+      aam-pipeline train-adapter --store work/demo.zarr --out work/kernel --kernel-erase-dims 32
+
       aam-pipeline train-adapter --store work/demo.zarr --out work/ceiling --private-labels gender,skin_tone
     """
     from flows.train_adapter import TrainAdapterConfig, train_adapter_stage
@@ -166,6 +204,10 @@ def train_adapter(
             critic_static=critic_static,
             critic_steps=critic_steps,
             critic_refit=critic_refit,
+            kernel=kernel,
+            kernel_erase_dims=kernel_erase_dims,
+            kernel_dims=kernel_dims,
+            kernel_static=kernel_static,
             private_labels=tuple(c.strip() for c in private_labels.split(",") if c.strip()),
             memory_gb=memory_gb,
             threads=threads,

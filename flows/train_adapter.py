@@ -95,6 +95,18 @@ class TrainAdapterConfig(BaseModel):
     critic_refit: int | None = Field(
         None, ge=0, description="a fresh critic every epoch, trained this many steps first (0 = off)"
     )
+    kernel: float | None = Field(
+        None,
+        ge=0,
+        description="weight of the closed-form kernel eraser term (default: the recipe's; 0 turns it off)",
+    )
+    kernel_erase_dims: int | None = Field(
+        None, ge=0, description="kernel eraser variates regressed out of the output (default: the recipe's)"
+    )
+    kernel_dims: int | None = Field(None, ge=1, description="kernel canonical pairs fitted per epoch")
+    kernel_features: int | None = Field(None, ge=2, description="random Fourier features per side")
+    kernel_reg: float | None = Field(None, gt=0, description="ridge of the kernel CCA")
+    kernel_static: bool | None = Field(None, description="the kernel term reads adapted static clips too")
     private_labels: tuple[str, ...] = Field(
         (),
         description="label-informed critic: private_* columns whose train-video values it learns "
@@ -129,6 +141,8 @@ class TrainAdapterConfig(BaseModel):
             adapter["erase_dims"] = self.erase_dims
         if self.erase_static:
             adapter["erase_static"] = True
+        if self.kernel_erase_dims is not None:
+            adapter["kernel_erase_dims"] = self.kernel_erase_dims
         if self.erase_clip_dims is not None:
             adapter["erase_clip_dims"] = self.erase_clip_dims
         elif self.erase_dims == 0:
@@ -156,6 +170,11 @@ class TrainAdapterConfig(BaseModel):
             "critic_static",
             "critic_steps",
             "critic_refit",
+            "kernel",
+            "kernel_dims",
+            "kernel_features",
+            "kernel_reg",
+            "kernel_static",
         ):
             if getattr(self, name) is not None:
                 update[name] = getattr(self, name)
@@ -169,7 +188,7 @@ class TrainAdapterConfig(BaseModel):
             return ObjectiveConfig.model_validate({**objective.model_dump(), **update})
         except ValidationError as err:
             reason = str(err.errors()[0]["msg"]).removeprefix("Value error, ")
-            raise ConfigError(f"train-adapter critic options: {reason}") from None
+            raise ConfigError(f"train-adapter objective options: {reason}") from None
 
 
 def private_column(name: str) -> str:

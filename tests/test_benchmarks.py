@@ -128,3 +128,25 @@ def test_the_adapter_benchmark_runs_to_its_anonymize_figures(tmp_path: Path) -> 
     assert report["train"][0]["recipe"] == "default" and report["train"][0]["clips_per_s"] > 0
     assert report["anonymize"]["ratio_anonymize_to_plain"] > 0
     assert json.loads(out.read_text())["anonymize"] == report["anonymize"]
+
+
+def test_kernel_ceiling_step_leaves_no_label_covariance_in_its_features() -> None:
+    """After one label-informed kernel erasure step, no output coordinate nor any random-feature
+    function of the input covaries with the labels on the fit rows; a label the input carries
+    nonlinearly only (an even function) is gone from the output's features too."""
+    from benchmarks.kernel_ceiling import kernel_erasure_step
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((600, 6))
+    label = (np.abs(x[:, 0]) > 0.67).astype(np.float64)  # even in x0: no linear trace
+    onehot = label[:, None]
+    out, apply = kernel_erasure_step(x, onehot, 256, np.random.default_rng(1))
+    assert out.shape == x.shape
+    np.testing.assert_allclose(apply(x), out)
+    cov = (onehot - onehot.mean(0)).T @ (out - out.mean(0)) / len(x)
+    assert np.abs(cov).max() < 1e-10
+    square = ((x[:, 0] ** 2) - (x[:, 0] ** 2).mean()) @ (label - label.mean()) / len(x)
+    erased_square = max(
+        abs(((out[:, j] ** 2) - (out[:, j] ** 2).mean()) @ (label - label.mean()) / len(x)) for j in range(6)
+    )
+    assert square > 0.2 and erased_square < 0.5 * square

@@ -66,6 +66,15 @@ class AdapterConfig(_Frozen):
         description="further eraser directions, fitted after the first erase_dims against what the "
         "video's OTHER clips share (their leave-one-out mean) within an action: who and where, in motion",
     )
+    kernel_erase_dims: int = Field(
+        0,
+        ge=0,
+        description="r: a nonlinear eraser after the linear one (kernel.py), refitted before every epoch: "
+        "the r kernel canonical variates of the output (random Fourier features, resampled each refit) "
+        "most correlated with the video's raw static look are regressed out of the output; 0 = off",
+    )
+    kernel_erase_features: int = Field(512, ge=2, description="random Fourier features of that eraser")
+    kernel_erase_reg: float = Field(0.1, gt=0, description="ridge of its kernel CCA (share of mean variance)")
     micro_batch: int = Field(64, ge=1, description="fixed inference kernel shape; rows are zero-padded")
 
     @model_validator(mode="after")
@@ -78,6 +87,10 @@ class AdapterConfig(_Frozen):
             raise ValueError("the paper variant has no eraser; set erase_clip_dims=0")
         if self.erase_clip_dims and not self.erase_dims:
             raise ValueError("erase_clip_dims needs erase_dims > 0 (they are fitted after those)")
+        if self.kernel_erase_dims and not self.erase_dims:
+            raise ValueError("kernel_erase_dims needs erase_dims > 0 (it is fitted after the linear eraser)")
+        if self.kernel_erase_dims > self.kernel_erase_features:
+            raise ValueError("kernel_erase_dims exceeds kernel_erase_features")
         if self.erase_dims + self.erase_clip_dims > self.dim:
             total = self.erase_dims + self.erase_clip_dims
             raise ValueError(f"erase_dims + erase_clip_dims = {total} exceeds dim {self.dim}")
@@ -105,7 +118,8 @@ class TaskWeights(_Frozen):
 
 
 class ObjectiveConfig(_Frozen):
-    """L = ω_LC·L_LC + ω_T·L_T − ω_B·L_B − ω_X·L_X + ω_H·L_H − ω_C·L_C (design §2; the last 3 are ours).
+    """L = ω_LC·L_LC + ω_T·L_T − ω_B·L_B − ω_X·L_X + ω_H·L_H + ω_K·L_K − ω_C·L_C (design §2; the last
+    4 are ours).
 
     L_B: NT-Xent over the adapter outputs of two static clips per video (maximised).
     L_X (`cross_view`): NT-Xent between the adapter output of a motion clip and of a static clip of
@@ -114,6 +128,9 @@ class ObjectiveConfig(_Frozen):
     too) and the maximisation stays bounded.
     L_H (`independence`): kernel dependence (normalised HSIC, in [0, 1]) between the anonymised motion
     clip and the RAW static embedding of its video, within action classes (minimised).
+    L_K (`kernel`): the mean squared batch correlation of kernel canonical variate pairs between the
+    output and the RAW static look, fitted in closed form before every epoch on fresh random Fourier
+    features (kernel.py), within action classes (minimised).
     L_C (`critic`): the loss of a learned critic (critic.py) trained each step to match an adapted
     clip (motion, and static with `critic_static`) to its video's RAW static look among the batch's
     videos of the same action; capped at chance and maximised. With `private_labels` the critic
@@ -151,6 +168,26 @@ class ObjectiveConfig(_Frozen):
         (),
         description="label-informed critic (never the default): the private_* columns whose values "
         "on the TRAIN videos the critic learns to predict, instead of matching the raw static look",
+    )
+    kernel: float = Field(
+        0.0,
+        ge=0,
+        description="ω_K: a nonlinear eraser term (kernel.py): before every epoch a kernel CCA on fresh "
+        "random Fourier features of the output and of the video's RAW static look is fitted in closed "
+        "form; the adapter drives the batch correlation of the fitted variate pairs to 0; 0 = off",
+    )
+    kernel_dims: int = Field(32, ge=1, description="kernel canonical pairs fitted per refit")
+    kernel_features: int = Field(512, ge=2, description="random Fourier features per side (sin + cos)")
+    kernel_reg: float = Field(
+        0.1, gt=0, description="ridge of the kernel CCA, as a share of the mean feature variance"
+    )
+    kernel_bandwidth: float = Field(
+        1.0, gt=0, description="Gaussian kernel bandwidth as a multiple of the median distance"
+    )
+    kernel_static: bool = Field(
+        True,
+        description="fit and apply the kernel term on adapted static clips too (each against the look "
+        "of its video's other static frames)",
     )
 
     @model_validator(mode="after")

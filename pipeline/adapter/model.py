@@ -135,6 +135,28 @@ class ClipAdapter(nn.Module):
         self.register_buffer("erase_mean", torch.zeros(D, dtype=torch.float64))
         self.register_buffer("erase_dir", torch.zeros(D, k, dtype=torch.float64))
         self.register_buffer("erase_pattern", torch.zeros(D, k, dtype=torch.float64))
+        # the fitted kernel eraser (kernel.py); a zero pattern = no erasure until fitted
+        r, m = config.kernel_erase_dims, config.kernel_erase_features // 2
+        self.kernel_mean: torch.Tensor
+        self.kernel_scale: torch.Tensor
+        self.kernel_freq: torch.Tensor
+        self.kernel_vmean: torch.Tensor
+        self.kernel_dir: torch.Tensor
+        self.kernel_pattern: torch.Tensor
+        if r:
+            self.register_buffer("kernel_mean", torch.zeros(D, dtype=torch.float64))
+            self.register_buffer("kernel_scale", torch.ones(D, dtype=torch.float64))
+            self.register_buffer("kernel_freq", torch.zeros(D, m, dtype=torch.float64))
+            self.register_buffer("kernel_vmean", torch.zeros(r, dtype=torch.float64))
+            self.register_buffer("kernel_dir", torch.zeros(2 * m, r, dtype=torch.float64))
+            self.register_buffer("kernel_pattern", torch.zeros(D, r, dtype=torch.float64))
+
+    def set_kernel_eraser(self, **buffers: torch.Tensor) -> None:
+        """Install a fitted kernel eraser (kernel.py `KernelEraser.buffers()`): kernel_mean and
+        kernel_scale (D,), kernel_freq (D, M/2), kernel_vmean (r,), kernel_dir (M, r) and kernel_pattern
+        (D, r)."""
+        for name, value in buffers.items():
+            getattr(self, name).copy_(value)
 
     def set_eraser(self, mean: torch.Tensor, directions: torch.Tensor, patterns: torch.Tensor) -> None:
         """Install a fitted eraser: mean (D,), directions and patterns (D, erase_dims + erase_clip_dims)."""
@@ -159,7 +181,23 @@ class ClipAdapter(nn.Module):
         if self.config.erase_dims == 0:
             return y
         y64 = y.double()
-        return (y64 - ((y64 - self.erase_mean) @ self.erase_dir) @ self.erase_pattern.t()).to(y.dtype)
+        y64 = y64 - ((y64 - self.erase_mean) @ self.erase_dir) @ self.erase_pattern.t()
+        if self.config.kernel_erase_dims:
+            y64 = self._kernel_erase(y64)
+        return y64.to(y.dtype)
+
+    def linear_erased(self, x: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """The output after the linear eraser and before the kernel eraser (float64); for fitting it."""
+        y64 = self._features(x, tokens).double()
+        out: torch.Tensor = y64 - ((y64 - self.erase_mean) @ self.erase_dir) @ self.erase_pattern.t()
+        return out
+
+    def _kernel_erase(self, y64: torch.Tensor) -> torch.Tensor:
+        """y − (v(y) − v̄) β: the fitted kernel variates v(y) = φ(y) K regressed out of y (float64)."""
+        h = ((y64 - self.kernel_mean) / self.kernel_scale) @ self.kernel_freq
+        phi = torch.cat([torch.sin(h), torch.cos(h)], 1) / self.kernel_freq.shape[1] ** 0.5
+        out: torch.Tensor = y64 - (phi @ self.kernel_dir - self.kernel_vmean) @ self.kernel_pattern.t()
+        return out
 
     def _features(self, x: torch.Tensor, tokens: torch.Tensor | None) -> torch.Tensor:
         B, D = x.shape

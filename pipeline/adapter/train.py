@@ -8,7 +8,10 @@ video's cached static clips (drawn afresh each step); `sequences_per_step` untri
 and anomaly videos as whole clip sequences. The adapter and the task heads take one AdamW step on the
 objective (config.ObjectiveConfig). With `erase_dims`, the adapter's linear eraser is refitted in closed
 form before every epoch (nullspace.py). With a critic (`critic` > 0), the critic takes its own AdamW
-step(s) on the step's detached outputs first (critic.py). Only video membership, static clips and task
+step(s) on the step's detached outputs first (critic.py). With a kernel term (`kernel` > 0), a kernel
+CCA on fresh random Fourier features is refitted in closed form before every epoch, after the eraser
+(kernel.py); with `kernel_erase_dims` the adapter's kernel eraser is refitted after the linear one, and
+once more on the selected adapter. Only video membership, static clips and task
 labels are used: never a private attribute, unless the objective names `private_labels` (the
 label-informed critic, a ceiling measurement).
 """
@@ -31,6 +34,7 @@ from pipeline.adapter.critic import LabelCritic, LookCritic
 from pipeline.adapter.data import AdapterChunks, AdapterData
 from pipeline.adapter.errors import AdapterError
 from pipeline.adapter.heads import TaskHeads
+from pipeline.adapter.kernel import KernelEraser, KernelFit, kernel_loss
 from pipeline.adapter.model import ClipAdapter, build_adapter
 from pipeline.adapter.nullspace import chain, erase, fit_nullspace
 from pipeline.probes.inputs import mean_by_owner
@@ -156,6 +160,7 @@ class _Step:
         self.static_mean = torch.as_tensor(look.astype(np.float32), device=device)  # (V, D)
         counts = np.bincount(data.static_video, minlength=data.num_videos)
         self.static_count = torch.as_tensor(counts, dtype=torch.float32, device=device)  # (V,)
+        self.static_video = torch.as_tensor(data.static_video, device=device)  # (M,)
         self.private = None if data.private is None else torch.as_tensor(data.private, device=device)
 
     @staticmethod
@@ -203,6 +208,7 @@ def train_adapter(
         [*model.parameters(), *heads.parameters()], lr=cfg.scaled_lr, weight_decay=cfg.weight_decay
     )
     critic = _Critic.build(cfg, resident, chunks is not None, device)  # None unless ω_C > 0
+    kernel: _Kernel | None = None  # refitted before every epoch when ω_K > 0
 
     history: list[dict[str, float]] = []
     best: tuple[int, float, dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
@@ -223,6 +229,15 @@ def train_adapter(
             if position == 0 and not warm and isinstance(model, ClipAdapter) and cfg.adapter.erase_dims > 0:
                 # refit before the epoch, so the heads train (and validation runs) on the eraser in use
                 eraser["erased_corr"] = _fit_eraser(model, t, index, B)
+                if cfg.adapter.kernel_erase_dims:
+                    kernel_rng = np.random.default_rng([cfg.seed, epoch, 1])
+                    eraser["kernel_erased_corr"] = _fit_kernel_eraser(model, t, index, B, kernel_rng)
+            if position == 0 and not warm and cfg.objective.kernel > 0:
+                # after the linear eraser: the kernel pairs are fitted on the output as published
+                kernel = _Kernel.build(
+                    model, t, index, cfg.objective, np.random.default_rng([cfg.seed, epoch]), B
+                )
+                eraser["kernel_corr"] = float(kernel.fit.corr.mean())
             if position == 0 and not warm and critic is not None and cfg.objective.critic_refit:
                 eraser["critic_refit"] = critic.refit(model, t, index, cfg.objective, rng, B)
             b = min(B, len(index.train_clips))
@@ -230,7 +245,7 @@ def train_adapter(
             for step in range(max(1, len(index.train_clips) // b) if b else 0):
                 clips = shuffled[step * b : (step + 1) * b]
                 terms = _step_terms(
-                    clips, index, t, model, heads, cfg.objective, rng, index.has_static, warm, critic
+                    clips, index, t, model, heads, cfg.objective, rng, index.has_static, warm, critic, kernel
                 )
                 loss = terms.pop("_loss")
                 opt.zero_grad(set_to_none=True)
@@ -255,6 +270,13 @@ def train_adapter(
     best_epoch, _, model_state, head_state = best
     model.load_state_dict(model_state)
     heads.load_state_dict(head_state)
+    if isinstance(model, ClipAdapter) and cfg.adapter.kernel_erase_dims:
+        # the selected epoch's kernel eraser was fitted before that epoch's steps moved the output; refit
+        # it once on the selected adapter, so the published output is erased as fitted (closed form)
+        final = _fit_kernel_eraser(
+            model, resident.step, resident.index, B, np.random.default_rng([cfg.seed, cfg.epochs, 2])
+        )
+        history[best_epoch]["kernel_erased_corr_final"] = final
     return TrainResult(
         model=model.cpu().eval(),
         heads=heads.cpu().eval(),
@@ -395,6 +417,68 @@ class _Critic:
         return loss
 
 
+@dataclass
+class _Kernel:
+    """One epoch's kernel fit (kernel.py) and the look variates it is scored against, as tensors:
+    per video (its mean raw static clip) and per static row (the mean of its video's OTHER static clips)."""
+
+    fit: KernelFit
+    video_variates: torch.Tensor  # (V, k)
+    static_variates: torch.Tensor  # (M, k), by static row
+
+    @classmethod
+    @torch.no_grad()
+    def build(
+        cls,
+        model: nn.Module,
+        t: _Step,
+        index: _Index,
+        obj: ObjectiveConfig,
+        rng: np.random.Generator,
+        batch: int,
+    ) -> _Kernel:
+        """Kernel CCA between the adapter's current outputs of the train and val clips of one-action videos
+        (and their static clips with `kernel_static`) and the raw look, within actions; fresh features."""
+        step = 4 * batch
+        rows = index.eraser_clips
+        z = torch.cat([model(*t.rows(rows[i : i + step])) for i in range(0, len(rows), step)])
+        videos = torch.as_tensor(t.data.video[rows], device=t.device)
+        looks = [t.static_mean[videos]]
+        n = t.static_count[t.static_video, None]  # (M, 1)
+        others = (t.static_mean[t.static_video] * n - t.static) / (n - 1).clamp_min(1)  # (M, D)
+        if obj.kernel_static and len(index.eraser_static):
+            srows = index.eraser_static
+            zs = torch.cat([model(*t.static_rows(srows[i : i + step])) for i in range(0, len(srows), step)])
+            sv = t.static_video[torch.as_tensor(srows, device=t.device)]
+            z, videos = torch.cat([z, zs]), torch.cat([videos, sv])
+            looks.append(others[torch.as_tensor(srows, device=t.device)])
+        group = t.video_action[videos].cpu().numpy()
+        keep = group >= 0 if (group >= 0).any() else np.ones(len(group), bool)
+        look = torch.cat(looks).cpu().numpy().astype(np.float64)
+        fit = KernelFit.fit(
+            z.cpu().numpy().astype(np.float64)[keep],
+            look[keep],
+            group[keep],
+            dims=obj.kernel_dims,
+            features=obj.kernel_features,
+            reg=obj.kernel_reg,
+            rng=rng,
+            bandwidth=obj.kernel_bandwidth,
+        )
+
+        def variates(s: torch.Tensor) -> torch.Tensor:
+            return torch.as_tensor(fit.look_variates(s.cpu().numpy()), dtype=torch.float32, device=t.device)
+
+        return cls(fit, variates(t.static_mean), variates(others))
+
+    def loss(self, z: torch.Tensor, targets: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        """L_K of adapted clips `z` (N, D) against look variates `targets` (N, k), rows of one action only."""
+        keep = group >= 0
+        if int(keep.sum()) < 2:
+            return z.new_zeros(())
+        return kernel_loss(self.fit, z[keep], targets[keep], group[keep])
+
+
 def _forward_groups(
     model: nn.Module, groups: list[tuple[torch.Tensor, torch.Tensor | None]], joint: bool
 ) -> list[torch.Tensor]:
@@ -419,6 +503,7 @@ def _step_terms(
     has_static: np.ndarray,
     warm: bool,
     critic: _Critic | None = None,
+    kernel: _Kernel | None = None,
 ) -> dict[str, torch.Tensor]:
     """The loss of one step ("_loss") and every term of it, detached."""
     data, dev = t.data, t.device
@@ -519,6 +604,18 @@ def _step_terms(
             out["critic_chance"] = torch.tensor(sum(c for _, c in terms) / len(terms))
             capped = [losses.bounded_privacy(term, chance) for term, chance in terms]
             privacy = privacy + obj.critic * torch.stack(capped).sum()
+    if kernel is not None:
+        # the fitted kernel pairs: every clip of the batch against its video's look, and the adapted
+        # static clips against the look of their video's other static frames
+        vt = torch.as_tensor(data.video[clips], device=dev)
+        lk = kernel.loss(z, kernel.video_variates[vt], t.video_action[vt])
+        if obj.kernel_static and privacy_on:
+            sv = torch.as_tensor(videos, device=dev)
+            lk = lk + kernel.loss(
+                out_z["static1"], kernel.static_variates[torch.as_tensor(s1, device=dev)], t.video_action[sv]
+            )
+        out["kernel"] = lk.detach()
+        privacy = privacy - obj.kernel * lk
     out["_loss"] = obj.lc * lc + obj.task * task - privacy
     return out
 
@@ -575,6 +672,34 @@ def _fit_eraser(model: ClipAdapter, t: _Step, index: _Index, batch: int) -> floa
         corr = np.concatenate([corr, corr2])
     model.set_eraser(*(torch.as_tensor(a, dtype=torch.float64, device=t.device) for a in (mean, E, P)))
     return float(corr.mean())
+
+
+@torch.no_grad()
+def _fit_kernel_eraser(
+    model: ClipAdapter, t: _Step, index: _Index, batch: int, rng: np.random.Generator
+) -> float:
+    """Refit the adapter's kernel eraser (kernel.py) on the linearly erased outputs of the train and val
+    clips of one-action videos, against their video's raw static look, with fresh random features.
+    Returns the mean canonical correlation of the variates it regresses out."""
+    cfg = model.config
+    rows, step = index.eraser_clips, 4 * batch
+    z = torch.cat([model.linear_erased(*t.rows(rows[i : i + step])) for i in range(0, len(rows), step)])
+    videos = torch.as_tensor(t.data.video[rows], device=t.device)
+    group = t.video_action[videos].cpu().numpy()
+    keep = group >= 0 if (group >= 0).any() else np.ones(len(group), bool)
+    eraser = KernelEraser.build(
+        z.cpu().numpy()[keep],
+        t.static_mean[videos].cpu().numpy().astype(np.float64)[keep],
+        group[keep],
+        dims=cfg.kernel_erase_dims,
+        features=cfg.kernel_erase_features,
+        reg=cfg.kernel_erase_reg,
+        rng=rng,
+    )
+    model.set_kernel_eraser(
+        **{k: torch.as_tensor(v, dtype=torch.float64, device=t.device) for k, v in eraser.buffers().items()}
+    )
+    return float(eraser.fit.corr.mean())
 
 
 @torch.no_grad()

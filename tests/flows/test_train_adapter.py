@@ -205,3 +205,27 @@ def test_private_labels_are_read_for_train_videos_only(store: Path, tmp_path: Pa
     meta = json.loads((tmp_path / "ceiling" / "adapter.json").read_text())
     assert meta["meta"]["objective"]["private_labels"] == ["private_gender"]
     assert result.history[0]["critic"] is not None
+
+
+def test_kernel_options_map_onto_the_objective_and_round_trip_in_the_artifact(
+    store: Path, tmp_path: Path
+) -> None:
+    assert TrainAdapterConfig().train_config(256).objective.kernel == 0  # off unless asked
+    on = TrainAdapterConfig(kernel=10, kernel_dims=8, kernel_static=False).train_config(256).objective
+    assert (on.kernel, on.kernel_dims, on.kernel_static) == (10, 8, False)
+    config = TrainAdapterConfig(epochs=1, kernel=10, kernel_dims=4, kernel_features=32)
+    result = train_adapter_stage(store, tmp_path / "kernel", config)
+    meta = json.loads((tmp_path / "kernel" / "adapter.json").read_text())["meta"]
+    assert meta["objective"]["kernel"] == 10 and meta["objective"]["kernel_dims"] == 4
+    assert result.history[0]["kernel"] is not None
+    assert train_adapter_stage(store, tmp_path / "kernel", config).reused  # the same settings: found
+    assert not train_adapter_stage(store, tmp_path / "kernel", config.model_copy(update={"kernel": 5})).reused
+
+
+def test_the_kernel_flag_reaches_the_artifact(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli-kernel"
+    args = ["train-adapter", "--store", str(store), "--out", str(out), "--epochs", "1", "--kernel", "3"]
+    result = CliRunner().invoke(app, [*args, "--kernel-dims", "4", "--no-kernel-static"])
+    assert result.exit_code == 0, result.output
+    objective = json.loads((out / "adapter.json").read_text())["meta"]["objective"]
+    assert (objective["kernel"], objective["kernel_dims"], objective["kernel_static"]) == (3, 4, False)
