@@ -185,18 +185,32 @@ def main() -> None:
             chosen, labels, targets[args.target], directions, keep_action_means=args.keep_action_means
         )
         for each in (es, erased_set(es, eraser, args.target)):
-            assert each.static is not None
-            top1 = probe_action(each.motion, labels.actions, labels.splits, cfg.action).top1
-            cells = []
-            for view_name, clips in (("motion", each.motion), ("static", each.static)):
-                attacks = (
-                    baseline[view_name]
-                    if each is raw
-                    else probe_leakage(clips, labels.attributes, labels.splits, cfg.leakage)
-                )
-                removed = worst_removed(baseline[view_name], attacks)
-                cells.append(" / ".join(f"{removed[a]:.0%}" for a in attributes))
-            print(f"{each.name:40s} {top1:7.3f}  " + "  ".join(cells))
+            print(ceiling_row(each, raw, baseline, labels, cfg, width=40))
+
+
+def ceiling_row(
+    each: EmbeddingSet,
+    raw: EmbeddingSet,
+    baseline: dict[str, list[AttackResult]],
+    labels: Labels,
+    cfg: ProbeConfig,
+    *,
+    width: int,
+) -> str:
+    """One line of a ceiling table: the set's action top-1, then the removed share of raw above-chance
+    leakage (worst attacker against worst) per attribute on its motion and its static clips."""
+    assert each.static is not None
+    top1 = probe_action(each.motion, labels.actions, labels.splits, cfg.action).top1
+    cells = []
+    for view_name, clips in (("motion", each.motion), ("static", each.static)):
+        attacks = (
+            baseline[view_name]
+            if each is raw
+            else probe_leakage(clips, labels.attributes, labels.splits, cfg.leakage)
+        )
+        removed = worst_removed(baseline[view_name], attacks)
+        cells.append(" / ".join(f"{removed[a]:.0%}" for a in labels.attributes))
+    return f"{each.name:{width}s} {top1:7.3f}  " + "  ".join(cells)
 
 
 if __name__ == "__main__":

@@ -34,12 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.eraser_ceiling import fit_eraser, label_matrix, worst_removed
+from benchmarks.eraser_ceiling import ceiling_row, fit_eraser, label_matrix
 from flows.probe_sets import EmbeddingSet, adapter_set, raw_set
 from flows.train_adapter import TRAIN_SPLITS
 from flows.views import Labels, labels_of
 from pipeline.adapter.kernel import Fourier
-from pipeline.probes.action import probe_action
 from pipeline.probes.config import LeakageConfig, ProbeConfig
 from pipeline.probes.inputs import Clips
 from pipeline.probes.leakage import probe_leakage
@@ -182,18 +181,7 @@ def main() -> None:
                 lin = fit_eraser([k.motion, k.static], labels, lookup, directions)
                 erased.append(mapped(k, lin, "linear"))
         for each in erased:
-            assert each.static is not None
-            top1 = probe_action(each.motion, labels.actions, labels.splits, cfg.action).top1
-            cells = []
-            for view_name, clips in (("motion", each.motion), ("static", each.static)):
-                attacks = (
-                    baseline[view_name]
-                    if each is raw
-                    else probe_leakage(clips, labels.attributes, labels.splits, cfg.leakage)
-                )
-                removed = worst_removed(baseline[view_name], attacks)
-                cells.append(" / ".join(f"{removed[a]:.0%}" for a in attributes))
-            print(f"{each.name:52s} {top1:7.3f}  " + "  ".join(cells), flush=True)
+            print(ceiling_row(each, raw, baseline, labels, cfg, width=52), flush=True)
 
 
 if __name__ == "__main__":
