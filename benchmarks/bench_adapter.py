@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gpu", action="store_true", help="the H200 preset (HMDB51-sized, CUDA, 100 epochs)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
+    p.add_argument(
+        "--device", help="cpu | cuda (default: the preset's); --gpu --device cpu --epochs 1 checks the script"
+    )
     p.add_argument("--repeats", type=int, default=3, help="anonymize / plain runs, medians reported")
     p.add_argument("--skip-paper", action="store_true", help="time the default recipe only")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -213,11 +216,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     preset = dict(PRESETS["gpu" if args.gpu else "cpu"])
+    if args.device:
+        preset["device"] = args.device
     epochs = args.epochs or preset["epochs"]
     data = planted(preset)
     report: dict[str, Any] = {
         "preset": "gpu" if args.gpu else "cpu",
-        "device": torch.cuda.get_device_name(0) if args.gpu else f"cpu x{torch.get_num_threads()} threads",
+        "device": (
+            torch.cuda.get_device_name(0)
+            if preset["device"] == "cuda"
+            else f"cpu x{torch.get_num_threads()} threads"
+        ),
         "videos": data.num_videos,
         "motion_clips": len(data.motion),
         "dim": data.dim,

@@ -507,6 +507,7 @@ def run_timings(
         decode_settings,
         decode_worker_count,
         encoder_threads,
+        for_store,
         load_encoder,
         load_inputs,
     )
@@ -534,6 +535,7 @@ def run_timings(
         reader=args.reader,
         **overrides,
     )
+    config = for_store(config, None)  # the static clips of a new store, as every full pass makes one
     keep_freed_memory()  # as extract does: every pass of this process on the same heap policy
     encoder = load_encoder(config)
     spec = clip_spec(config, encoder)

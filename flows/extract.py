@@ -148,13 +148,13 @@ DEFAULT_STATIC_FRAMES = 10
 DEFAULT_STATIC_FRAMES_TEST = 5
 
 
-def for_store(config: ExtractConfig, out: str | Path) -> ExtractConfig:
+def for_store(config: ExtractConfig, out: str | Path | None) -> ExtractConfig:
     """`config` with the static-clip counts it leaves unset taken from the store at `out` when there is
-    one, else the defaults. So a store keeps its own numbers when a later release changes a default (a
-    store made before the test split had its own number has the same number for every split)."""
+    one, else (also for `out` None) the defaults. So a store keeps its own numbers when a later release
+    changes a default (a store made before the test split had its own number has one for every split)."""
     if config.static_frames is not None and config.static_frames_test is not None:
         return config
-    stored = _stored_preprocessing(out)
+    stored = None if out is None else _stored_preprocessing(out)
     if stored is None:
         k = DEFAULT_STATIC_FRAMES if config.static_frames is None else config.static_frames
         test = min(k, DEFAULT_STATIC_FRAMES_TEST)

@@ -150,3 +150,18 @@ def test_kernel_ceiling_step_leaves_no_label_covariance_in_its_features() -> Non
         abs(((out[:, j] ** 2) - (out[:, j] ** 2).mean()) @ (label - label.mean()) / len(x)) for j in range(6)
     )
     assert square > 0.2 and erased_square < 0.5 * square
+
+
+@pytest.mark.slow
+def test_the_gpu_extraction_preset_runs_on_cpu_at_a_small_size(tmp_path: Path) -> None:
+    """`make bench-gpu` has never had a GPU: its preset's code path (the VideoMAE encoder with random
+    weights through `videomae:<dir>`, worker decoding, the ratios) runs here on two small videos."""
+    from benchmarks.bench_extract import main
+
+    out = tmp_path / "gpu.json"
+    argv = ["--gpu", "--device", "cpu", "--encoder", "videomae-small-random", "--videos", "2"]
+    argv += ["--frames", "32", "--size", "160x96", "--decode-workers", "1", "--batch-size", "4"]
+    argv += ["--repeats", "1", "--naive-videos", "1", "--long-seconds", "0", "--json", str(out)]
+    report = main(argv)
+    ratios = json.loads(out.read_text())["timings"]["ratios"]
+    assert ratios["full_over_decode_plus_encode"] > 0 and report["timings"]["ratios"] == ratios
