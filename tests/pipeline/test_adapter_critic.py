@@ -9,23 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.adapter import AdapterConfig, AdapterError, TrainConfig, anonymize_array, train_adapter
+from pipeline.adapter import AdapterError, anonymize_array, train_adapter
 from pipeline.adapter.config import ObjectiveConfig, default_objective
 from pipeline.adapter.critic import LabelCritic, LookCritic, same_group_candidates
-from pipeline.adapter.synthetic import PlantedData, planted_features
-
-D = 16
+from pipeline.adapter.synthetic import PlantedData
+from tests.pipeline.adapter_support import small_cfg, small_planted
 
 
 @pytest.fixture(scope="module")
 def planted() -> PlantedData:
-    torch.set_num_threads(1)
-    return planted_features(persons=(16, 4, 4), videos_per_person=3, clips_per_video=3, dim=D, appearance=0.5)
-
-
-def _cfg(objective: ObjectiveConfig, epochs: int = 2) -> TrainConfig:
-    adapter = AdapterConfig(dim=D, layers=1, heads=2, tokens=2, width=16, erase_dims=4)
-    return TrainConfig(adapter=adapter, objective=objective, epochs=epochs, batch_size=64, lr=1e-2)
+    return small_planted()
 
 
 def test_candidates_are_the_videos_of_the_same_action() -> None:
@@ -80,9 +73,9 @@ def test_a_critic_learns_to_match_clips_to_their_look() -> None:
 
 
 def test_the_critic_term_is_computed_and_changes_training(planted: PlantedData) -> None:
-    plain = train_adapter(planted.data, _cfg(default_objective()))
+    plain = train_adapter(planted.data, small_cfg(default_objective()))
     critic_obj = default_objective().model_copy(update={"critic": 1.0})
-    with_critic = train_adapter(planted.data, _cfg(critic_obj))
+    with_critic = train_adapter(planted.data, small_cfg(critic_obj))
     last = with_critic.history[-1]
     assert "critic" not in plain.history[-1]
     assert last["critic"] > 0 and last["critic_chance"] > 0
@@ -90,7 +83,7 @@ def test_the_critic_term_is_computed_and_changes_training(planted: PlantedData) 
         anonymize_array(plain.model, planted.data.motion),
         anonymize_array(with_critic.model, planted.data.motion),
     )
-    again = train_adapter(planted.data, _cfg(critic_obj))  # deterministic under a fixed seed
+    again = train_adapter(planted.data, small_cfg(critic_obj))  # deterministic under a fixed seed
     np.testing.assert_array_equal(
         anonymize_array(with_critic.model, planted.data.motion),
         anonymize_array(again.model, planted.data.motion),
@@ -103,8 +96,8 @@ def test_label_informed_critic_reads_the_private_labels_it_is_given(planted: Pla
     private = np.stack([np.where(train, planted.private[n], -1) for n in names], 1)
     obj = default_objective().model_copy(update={"critic": 1.0, "private_labels": names})
     with pytest.raises(AdapterError, match="private labels"):
-        train_adapter(planted.data, _cfg(obj, epochs=1))  # asked for labels the data does not hold
-    result = train_adapter(replace(planted.data, private=private), _cfg(obj, epochs=1))
+        train_adapter(planted.data, small_cfg(obj, epochs=1))  # asked for labels the data does not hold
+    result = train_adapter(replace(planted.data, private=private), small_cfg(obj, epochs=1))
     chance = result.history[-1]["critic_chance"]
     assert 0 < chance <= math.log(4)  # entropies of a 2- and a 4-valued attribute, averaged
 
@@ -117,7 +110,7 @@ def test_private_labels_need_the_critic() -> None:
 def test_a_refitted_critic_is_fresh_every_epoch_and_changes_training(planted: PlantedData) -> None:
     kept = default_objective().model_copy(update={"critic": 1.0})
     fresh = kept.model_copy(update={"critic_refit": 20})
-    a, b = train_adapter(planted.data, _cfg(kept)), train_adapter(planted.data, _cfg(fresh))
+    a, b = train_adapter(planted.data, small_cfg(kept)), train_adapter(planted.data, small_cfg(fresh))
     assert "critic_refit" not in a.history[-1] and b.history[-1]["critic_refit"] > 0
     assert not np.array_equal(
         anonymize_array(a.model, planted.data.motion), anonymize_array(b.model, planted.data.motion)

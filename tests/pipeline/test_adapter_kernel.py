@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pipeline.adapter import AdapterConfig, TrainConfig, anonymize_array, train_adapter
-from pipeline.adapter.config import ObjectiveConfig, default_objective
+from pipeline.adapter.config import default_objective
 from pipeline.adapter.kernel import (
     Fourier,
     KernelEraser,
@@ -18,20 +18,13 @@ from pipeline.adapter.kernel import (
     kernel_cca,
     kernel_loss,
 )
-from pipeline.adapter.synthetic import PlantedData, planted_features
-
-D = 16
+from pipeline.adapter.synthetic import PlantedData
+from tests.pipeline.adapter_support import D, small_cfg, small_planted
 
 
 @pytest.fixture(scope="module")
 def planted() -> PlantedData:
-    torch.set_num_threads(1)
-    return planted_features(persons=(16, 4, 4), videos_per_person=3, clips_per_video=3, dim=D, appearance=0.5)
-
-
-def _cfg(objective: ObjectiveConfig, epochs: int = 2) -> TrainConfig:
-    adapter = AdapterConfig(dim=D, layers=1, heads=2, tokens=2, width=16, erase_dims=4)
-    return TrainConfig(adapter=adapter, objective=objective, epochs=epochs, batch_size=64, lr=1e-2)
+    return small_planted()
 
 
 def _pairs(n: int, dependent: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -94,16 +87,16 @@ def test_the_torch_features_are_the_numpy_ones_and_the_loss_has_a_gradient() -> 
 
 
 def test_the_kernel_term_is_computed_changes_training_and_is_deterministic(planted: PlantedData) -> None:
-    plain = train_adapter(planted.data, _cfg(default_objective()))
+    plain = train_adapter(planted.data, small_cfg(default_objective()))
     obj = default_objective().model_copy(update={"kernel": 10.0, "kernel_dims": 4, "kernel_features": 64})
-    with_kernel = train_adapter(planted.data, _cfg(obj))
+    with_kernel = train_adapter(planted.data, small_cfg(obj))
     assert "kernel" not in plain.history[-1]
     assert with_kernel.history[-1]["kernel"] > 0 and 0 < with_kernel.history[-1]["kernel_corr"] <= 1
     z = anonymize_array(with_kernel.model, planted.data.motion)
     assert not np.array_equal(anonymize_array(plain.model, planted.data.motion), z)
-    again = train_adapter(planted.data, _cfg(obj))  # deterministic under a fixed seed
+    again = train_adapter(planted.data, small_cfg(obj))  # deterministic under a fixed seed
     np.testing.assert_array_equal(z, anonymize_array(again.model, planted.data.motion))
-    motion_only = train_adapter(planted.data, _cfg(obj.model_copy(update={"kernel_static": False})))
+    motion_only = train_adapter(planted.data, small_cfg(obj.model_copy(update={"kernel_static": False})))
     assert not np.array_equal(z, anonymize_array(motion_only.model, planted.data.motion))
 
 
@@ -164,7 +157,7 @@ def test_a_model_with_a_kernel_eraser_is_batch_independent_and_passes_through_un
 def test_training_with_the_kernel_eraser_changes_it_and_is_deterministic(planted: PlantedData) -> None:
     adapter = AdapterConfig(dim=D, layers=1, heads=2, tokens=2, width=16, erase_dims=4, kernel_erase_dims=4)
     cfg = TrainConfig(adapter=adapter, objective=default_objective(), epochs=2, batch_size=64, lr=1e-2)
-    plain = train_adapter(planted.data, _cfg(default_objective()))
+    plain = train_adapter(planted.data, small_cfg(default_objective()))
     erased = train_adapter(planted.data, cfg)
     assert "kernel_erased_corr" not in plain.history[-1] and erased.history[-1]["kernel_erased_corr"] > 0
     assert erased.history[erased.best_epoch]["kernel_erased_corr_final"] > 0  # refitted once selected
