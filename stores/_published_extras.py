@@ -89,9 +89,9 @@ def ivf_lists(rows: int) -> int:
     return max(1, min(round(math.sqrt(rows)), rows // MIN_POINTS_PER_CENTROID))
 
 
-def build_index(source: FileRows, kind: IndexKind) -> tuple[Any, int | None, int | None]:
+def build_index(source: FileRows, kind: IndexKind) -> tuple[Any, pa.Array, int | None, int | None]:
     """A faiss index over the unit rows of `source` (inner product = cosine), added one file at a time;
-    returns (index, nlist, nprobe)."""
+    returns (index, the clip_id of each index row, nlist, nprobe)."""
     import faiss  # heavy; only publications that ask for an index pay for it
 
     index: Any
@@ -103,24 +103,26 @@ def build_index(source: FileRows, kind: IndexKind) -> tuple[Any, int | None, int
         quantizer = faiss.IndexFlatIP(source.dim)
         index = faiss.IndexIVFFlat(quantizer, source.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(source.sample(MAX_POINTS_PER_CENTROID * nlist, TRAINING_SAMPLE_SEED))
-    for rows in source:
+    clip_ids = [EMPTY_IDS]
+    for rows in source:  # the same pass reads the rows' clip ids
         if len(rows):
             index.add(unit_rows(rows.emb))
+            clip_ids.append(rows.table["clip_id"].combine_chunks())
+    ids = pa.concat_arrays(clip_ids)
     if nlist is None:
-        return index, None, None
+        return index, ids, None, None
     index.nprobe = min(nlist, max(8, nlist // 16))  # saved in the index; readers may raise it
-    return index, nlist, int(index.nprobe)
+    return index, ids, nlist, int(index.nprobe)
 
 
 def write_index(root: StoreRoot, folder: str, source: FileRows, kind: IndexKind) -> IndexEntry:
     """`_index/index.faiss` + `_index/index_ids.parquet` (row -> clip_id) under `folder`."""
     import faiss
 
-    index, nlist, nprobe = build_index(source, kind)
+    index, clip_ids, nlist, nprobe = build_index(source, kind)
     serialized: Any = faiss.serialize_index(index)  # a uint8 array
     index_bytes = memoryview(serialized)  # written and hashed without a copy
     del index
-    clip_ids = pa.concat_arrays([rows.table["clip_id"].combine_chunks() for rows in source] or [EMPTY_IDS])
     ids = pa.table({"row": pa.array(np.arange(source.rows, dtype=np.int64)), "clip_id": clip_ids})
     entries = [
         write_bytes(root, folder, f"{INDEX_DIR}/{INDEX_FILE}", index_bytes),

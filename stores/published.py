@@ -182,7 +182,7 @@ def publish_rows(
     of the `clips` rows at `positions` (ascending), and is called one data file at a time, so memory
     follows `rows_per_file`, not N. The same inputs give the same files as `publish`. Each embedding is
     checked when its file is written; a failure leaves the partition as it was. The optional faiss index
-    and Zarr copy are built over every row at once (in memory)."""
+    and Zarr copy are built from the written data files, one file at a time (the index holds every row)."""
     leakage = check_info(info)
     opts = _options(dtype, mode, rows_per_file, row_group_rows, faiss_index, zarr_copy, tolerance)
     rows = _rows.prepare_lazy(clips, fetch, dim, dtype, info.normalisation)
