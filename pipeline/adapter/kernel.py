@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pipeline.adapter.nullspace import centre_within
+
 
 def median_bandwidth(x: np.ndarray, rng: np.random.Generator, sample: int = 1000) -> float:
     """Median pairwise Euclidean distance of (a sample of) the rows of `x` (N, D); at least 1e-6."""
@@ -65,14 +67,6 @@ class Fourier:
         return torch.cat([torch.sin(h), torch.cos(h)], 1) / math.sqrt(self.freq.shape[1])
 
 
-def _within(x: np.ndarray, group: np.ndarray) -> np.ndarray:
-    out: np.ndarray = x - x.mean(0)
-    for g in np.unique(group):
-        rows = group == g
-        out[rows] -= out[rows].mean(0)
-    return out
-
-
 def _inv_sqrt(c: np.ndarray, reg: float) -> np.ndarray:
     """(C + reg·mean eigenvalue·I)^{-1/2} of a symmetric PSD matrix."""
     c = c + reg * np.trace(c) / len(c) * np.eye(len(c))
@@ -86,7 +80,7 @@ def kernel_cca(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-k regularised canonical pairs of features `f` (N, M) and `g` (N, M') within `group` (N,):
     A (M, k), B (M', k) with unit-variance variates f A and g B, and their correlations (k,)."""
-    F, G = _within(f.astype(np.float64), group), _within(g.astype(np.float64), group)
+    F, G = centre_within(f.astype(np.float64), group), centre_within(g.astype(np.float64), group)
     n = len(F)
     Wf, Wg = _inv_sqrt(F.T @ F / n, reg), _inv_sqrt(G.T @ G / n, reg)
     U, corr, Vt = np.linalg.svd(Wf @ (F.T @ G / n) @ Wg)
@@ -207,9 +201,8 @@ class KernelEraser:
         fit = KernelFit.fit(z, s, group, dims=dims, features=features, reg=reg, rng=rng)
         v = fit.phi(z) @ fit.A  # (N, r)
         # within groups: only what the variates explain inside an action goes, not the actions' offsets
-        beta = np.linalg.lstsq(_within(v, group), _within(z.astype(np.float64), group), rcond=None)[
-            0
-        ]  # (r, D)
+        v_in, z_in = centre_within(v, group), centre_within(z.astype(np.float64), group)
+        beta = np.linalg.lstsq(v_in, z_in, rcond=None)[0]  # (r, D)
         return cls(fit, v.mean(0), beta)
 
     def __call__(self, z: np.ndarray) -> np.ndarray:

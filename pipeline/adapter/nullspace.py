@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _within(x: np.ndarray, group: np.ndarray) -> np.ndarray:
+def centre_within(x: np.ndarray, group: np.ndarray) -> np.ndarray:
     """`x` (N, D) minus its mean, then minus each group's mean."""
     out: np.ndarray = x - x.mean(0)
     for g in np.unique(group):
@@ -47,7 +47,7 @@ def fit_nullspace(
     leaves every group's (action's) mean exactly where it was: what separates actions linearly stays.
     """
     z64, s64 = z.astype(np.float64), s.astype(np.float64)
-    A, B = _within(z64, group), _within(s64, group)  # (N, D), (N, E)
+    A, B = centre_within(z64, group), centre_within(s64, group)  # (N, D), (N, E)
     n = len(A)
     Q = _mean_complement(z64, group) if keep_means else np.eye(z.shape[1])  # (D, D')
     Aq = A @ Q  # (N, D')

@@ -112,9 +112,9 @@ def test_the_kernel_eraser_leaves_its_variates_uncorrelated_within_groups() -> N
     eraser = KernelEraser.build(x, y, group, dims=4, features=128, reg=0.1, rng=np.random.default_rng(1))
     out = eraser(x)
     v = eraser.fit.phi(x) @ eraser.fit.A
-    from pipeline.adapter.kernel import _within
+    from pipeline.adapter.nullspace import centre_within
 
-    cross = _within(v, group).T @ _within(out, group) / len(x)
+    cross = centre_within(v, group).T @ centre_within(out, group) / len(x)
     assert np.abs(cross).max() < 1e-10
     means = [np.abs(out[group == g].mean(0) - x[group == g].mean(0)).max() for g in range(3)]
     assert max(means) < 0.2  # the groups' means barely move
