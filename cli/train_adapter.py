@@ -18,7 +18,7 @@ def train_adapter(
     objective: Annotated[
         str,
         typer.Option(
-            help="default: ours (per-clip adapter, cross-view + independence terms, eraser); "
+            help="default: ours (per-clip adapter, independence term, eraser); "
             "paper: the released recipe (attention across the batch, L_LC 100 / L_T 1 / L_B 1)."
         ),
     ] = "default",
