@@ -28,11 +28,14 @@ Example (the default adapter of dev seeds 0-4, as trained by adapter_seeds.py):
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: `benchmarks` importable
 
 from benchmarks.eraser_ceiling import ceiling_row, fit_eraser, label_matrix
 from flows.probe_sets import EmbeddingSet, adapter_set, raw_set
