@@ -182,8 +182,9 @@ def test_critic_options_map_onto_the_objective() -> None:
     assert (on.critic, on.critic_static, on.critic_steps) == (2.0, False, 5)
     labels = TrainAdapterConfig(private_labels=("gender", "private_skin_tone")).train_config(256).objective
     assert labels.private_labels == ("private_gender", "private_skin_tone") and labels.critic == 1.0
-    ablated = TrainAdapterConfig(privacy=0, cross_view=0, independence=0).train_config(256).objective
-    assert (ablated.privacy, ablated.cross_view, ablated.independence) == (0, 0, 0)
+    assert (default.privacy, default.cross_view, default.independence) == (0, 0, 10)  # issue 24's ablation
+    ablated = TrainAdapterConfig(privacy=1, cross_view=1, independence=0).train_config(256).objective
+    assert (ablated.privacy, ablated.cross_view, ablated.independence) == (1, 1, 0)
     with pytest.raises(ConfigError, match="set critic > 0"):
         TrainAdapterConfig(critic=0, private_labels=("gender",)).train_config(256)
 
