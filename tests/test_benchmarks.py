@@ -165,3 +165,38 @@ def test_the_gpu_extraction_preset_runs_on_cpu_at_a_small_size(tmp_path: Path) -
     report = main(argv)
     ratios = json.loads(out.read_text())["timings"]["ratios"]
     assert ratios["full_over_decode_plus_encode"] > 0 and report["timings"]["ratios"] == ratios
+
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py") if p.name != "__init__.py")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_benchmark_runs_as_the_script_its_docs_name(script: str, tmp_path: Path) -> None:
+    """`python benchmarks/X.py --help` from another folder: the docs and the Makefile run them as
+    scripts, where the project root is not on sys.path unless the script puts it there."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, str(BENCHMARKS / script), "--help"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage" in done.stdout
+
+
+def test_the_second_encoder_traces_tiny_weights_to_the_same_function(tmp_path: Path) -> None:
+    """`make bench-second` pretrains tiny weights from another seed and traces them: the traced file,
+    loaded as a user's `torchscript:` encoder, computes what the tiny encoder of those weights does."""
+    import torch
+
+    from benchmarks.second_encoder import trace_tiny
+    from pipeline.encoders.tiny import WEIGHTS_FILE, load_tiny_encoder
+    from pipeline.encoders.torchscript import load_torchscript
+
+    traced = load_torchscript(trace_tiny(WEIGHTS_FILE, tmp_path / "tiny.pt"), frames_per_clip=16, crop=96)
+    tiny = load_tiny_encoder(torch.device("cpu"))
+    assert (traced.dim, traced.output, traced.preprocess) == (tiny.dim, tiny.output, tiny.preprocess)
+    clips = torch.rand(2, 3, 16, 96, 96, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        torch.testing.assert_close(traced.module(clips), tiny.module(clips))
